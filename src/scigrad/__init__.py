@@ -1,0 +1,52 @@
+"""scigrad: derivatives of ordinary NumPy/SciPy code at adjoint-method cost.
+
+>>> import scigrad as sg
+>>> import scigrad.numpy as np
+>>> sg.grad(lambda x: np.sum(np.sin(x) ** 2))(np.array([0.0, 1.0]))
+array([0.        , 0.90929743])
+"""
+
+from . import numpy  # noqa: F401 - installs the array interface on tracers
+from .check import check_grads
+from .core import (
+    custom_jvp,
+    custom_vjp,
+    grad,
+    hessian,
+    hvp,
+    jacfwd,
+    jacrev,
+    jvp,
+    stop_gradient,
+    value_and_grad,
+    vjp,
+)
+from .core.tree import (
+    register_dataclass,
+    register_pytree_node,
+    tree_flatten,
+    tree_map,
+    tree_unflatten,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "check_grads",
+    "custom_jvp",
+    "custom_vjp",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacfwd",
+    "jacrev",
+    "jvp",
+    "register_dataclass",
+    "register_pytree_node",
+    "stop_gradient",
+    "tree_flatten",
+    "tree_map",
+    "tree_unflatten",
+    "value_and_grad",
+    "vjp",
+]

@@ -1,0 +1,26 @@
+"""The engine: primitives, traces (interpreters) and transformations."""
+
+from .custom import custom_jvp, custom_vjp, stop_gradient
+from .primitive import Primitive, ShapeDtype, Tracer, primitives
+from .trace import Trace, new_trace
+from .transforms import grad, hessian, hvp, jacfwd, jacrev, jvp, value_and_grad, vjp
+
+__all__ = [
+    "Primitive",
+    "ShapeDtype",
+    "Trace",
+    "Tracer",
+    "custom_jvp",
+    "custom_vjp",
+    "grad",
+    "hessian",
+    "hvp",
+    "jacfwd",
+    "jacrev",
+    "jvp",
+    "new_trace",
+    "primitives",
+    "stop_gradient",
+    "value_and_grad",
+    "vjp",
+]

@@ -1,0 +1,94 @@
+"""Helpers shared by the NumPy rules: shape rules, broadcasting undone, rule factories."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..core.primitive import Primitive, ShapeDtype, Tracer
+
+__all__ = [
+    "shape_of",
+    "dtype_of",
+    "elementwise_shape",
+    "unbroadcast",
+    "broadcast_like",
+    "normalize_axis",
+    "export",
+]
+
+
+_HAS_SHAPE = (np.ndarray, np.generic, Tracer)
+
+
+def shape_of(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, _HAS_SHAPE) else np.shape(x)
+
+
+def dtype_of(x: Any) -> np.dtype:
+    dt = getattr(x, "dtype", None)
+    return dt if isinstance(dt, np.dtype) else np.result_type(x)
+
+
+def elementwise_shape(*avals: ShapeDtype) -> ShapeDtype:
+    """Shape rule of a broadcasting elementwise operation."""
+    return ShapeDtype(
+        np.broadcast_shapes(*(a.shape for a in avals)), np.result_type(*(a.dtype for a in avals))
+    )
+
+
+def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...] | None:
+    """``axis`` as a sorted tuple of non-negative ints (None stays None)."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int | np.integer) else tuple(axis)
+    out = []
+    for a in axes:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(a, ndim)
+        out.append(a % ndim)
+    return tuple(sorted(out))
+
+
+def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``g`` over the axes that broadcasting added to an operand of ``shape``
+    (the VJP of broadcasting)."""
+    gshape = shape_of(g)
+    if gshape == shape:
+        return g
+    from ._reductions import sum as sum_
+
+    lead = len(gshape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1
+    )
+    if axes:
+        g = sum_(g, axis=axes, keepdims=False)
+    if shape_of(g) != shape:
+        from ._shape import reshape
+
+        g = reshape(g, shape)
+    return g
+
+
+def broadcast_like(t: Any, shape: tuple[int, ...]) -> Any:
+    """``t`` broadcast to ``shape`` (the JVP of broadcasting); no-op when shapes agree."""
+    if shape_of(t) == shape:
+        return t
+    from ._shape import broadcast_to
+
+    return broadcast_to(t, shape)
+
+
+def export(
+    namespace: dict, prim: Primitive, name: str | None = None, doc: str | None = None
+) -> Callable:
+    """Publish ``prim.bind`` in a module namespace under ``name``."""
+    f = prim.bind
+    if doc:
+        f.__doc__ = doc
+    namespace[name or prim.name] = f
+    return f

@@ -1,0 +1,57 @@
+"""Shared test set-up: hypothesis profile, and a record of which primitives check_grads
+exercised (see tests/test_rule_coverage.py)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as onp
+import pytest
+from hypothesis import HealthCheck, settings
+
+from scigrad.check import _check_grads
+from scigrad.core.forward import JVPTrace
+from scigrad.core.reverse import ReverseTrace
+
+settings.register_profile(
+    "ci",
+    max_examples=int(os.environ.get("SCIGRAD_HYPOTHESIS_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+settings.load_profile("ci")
+
+#: Names of the primitives differentiated inside check_grads during this session.
+CHECKED_PRIMITIVES: set[str] = set()
+_inside_check = [0]
+
+
+def _recording(process):
+    def wrapper(self, prim, args, params):
+        if _inside_check[0]:
+            CHECKED_PRIMITIVES.add(prim.name)
+        return process(self, prim, args, params)
+
+    return wrapper
+
+
+ReverseTrace.process = _recording(ReverseTrace.process)
+JVPTrace.process = _recording(JVPTrace.process)
+_original_check = _check_grads._check
+
+
+def _check_recording(*args, **kwargs):
+    _inside_check[0] += 1
+    try:
+        return _original_check(*args, **kwargs)
+    finally:
+        _inside_check[0] -= 1
+
+
+_check_grads._check = _check_recording
+
+
+@pytest.fixture
+def rng() -> onp.random.Generator:
+    return onp.random.default_rng(0)
