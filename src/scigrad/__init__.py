@@ -11,6 +11,7 @@ from .check import check_grads
 from .core import (
     custom_jvp,
     custom_vjp,
+    eval_shape,
     grad,
     hessian,
     hvp,
@@ -35,6 +36,7 @@ __all__ = [
     "check_grads",
     "custom_jvp",
     "custom_vjp",
+    "eval_shape",
     "grad",
     "hessian",
     "hvp",

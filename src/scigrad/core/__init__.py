@@ -2,6 +2,7 @@
 
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .primitive import Primitive, ShapeDtype, Tracer, primitives
+from .shape import eval_shape
 from .trace import Trace, new_trace
 from .transforms import grad, hessian, hvp, jacfwd, jacrev, jvp, value_and_grad, vjp
 
@@ -12,6 +13,7 @@ __all__ = [
     "Tracer",
     "custom_jvp",
     "custom_vjp",
+    "eval_shape",
     "grad",
     "hessian",
     "hvp",

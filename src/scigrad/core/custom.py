@@ -65,8 +65,10 @@ class _Call:
             )
         flat = []
         for arg, ct in zip(self.diff_args(like), cts, strict=True):
-            n = len(tree_flatten(arg)[0])
-            flat.extend([None] * n if ct is None else tree_flatten(ct)[0])
+            leaves, spec = tree_flatten(arg)
+            # Up to the primal's structure, so a None (zero) inside the cotangent keeps its
+            # place instead of vanishing and shifting the leaves after it.
+            flat.extend([None] * len(leaves) if ct is None else spec.flatten_up_to(ct))
         return flat
 
 

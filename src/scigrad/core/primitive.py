@@ -18,7 +18,8 @@ NumPy call; with traced arguments the call is handed to the innermost active tra
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -28,11 +29,20 @@ __all__ = ["Primitive", "ShapeDtype", "Tracer", "find_top_trace", "primitives"]
 primitives: dict[str, Primitive] = {}
 
 
-class ShapeDtype(NamedTuple):
-    """The abstract value of an array: what a shape rule consumes and produces."""
+@dataclass(frozen=True, slots=True)
+class ShapeDtype:
+    """The abstract value of an array: what a shape rule consumes and produces.
+
+    Shape rules receive a ``ShapeDtype`` for every array argument and Python scalars as they
+    are (they are "weak" in NumPy's type promotion, so they must not be given a dtype).
+    """
 
     shape: tuple[int, ...]
     dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
 
     @classmethod
     def of(cls, x: Any) -> ShapeDtype:
@@ -115,6 +125,8 @@ def _raise_concretization(self: Tracer, *args: Any, **kwargs: Any) -> Any:
 
 for _name in ("__float__", "__int__", "__complex__", "__index__", "__array__"):
     setattr(Tracer, _name, _raise_concretization)
+# NumPy looks this up before __array__ when converting or assigning slices.
+Tracer.__array_interface__ = property(_raise_concretization)  # type: ignore[attr-defined]
 
 
 def find_top_trace(args: Sequence[Any]) -> Any:

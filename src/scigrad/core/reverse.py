@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .trace import Trace
 from .primitive import Tracer
+from .trace import Trace
 
 __all__ = ["ReverseTrace", "RTracer", "backward_pass"]
 
@@ -71,18 +71,29 @@ class ReverseTrace(Trace):
         return vals, parents
 
     def process(self, prim: Any, args: tuple, params: dict) -> Any:
-        vals, parents = self._unwrap(args)
+        # The innermost loop of eager differentiation: unwrapping is inlined and written as
+        # an explicit loop (a comprehension costs a function call on Python 3.11).
+        vals, parents = [], []
+        for a in args:
+            if type(a) is RTracer and a._trace is self:
+                vals.append(a.primal)
+                parents.append(a.id)
+            else:
+                vals.append(a)
+                parents.append(None)
         # At level 0 nothing underneath can be traced: evaluate directly.
         ans = prim.impl(*vals, **params) if self.level == 0 else prim.bind(*vals, **params)
         if prim.nondiff:
             return ans
+        n = self.nvars
         if prim.multiple_results:
-            out = tuple(self.new_var(a) for a in ans)
-            out_id: Any = tuple(o.id for o in out)
+            out: Any = tuple(RTracer(self, a, n + i) for i, a in enumerate(ans))
+            self.nvars = n + len(ans)
+            out_id: Any = tuple(range(n, n + len(ans)))
         else:
-            out = RTracer(self, ans, self.nvars)
-            out_id = self.nvars
-            self.nvars += 1
+            out = RTracer(self, ans, n)
+            self.nvars = n + 1
+            out_id = n
         self.tape.append((prim, parents, vals, params, out_id, ans))
         return out
 

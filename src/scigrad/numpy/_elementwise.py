@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..core.primitive import Primitive
-from ._util import broadcast_like, elementwise_shape, shape_of, unbroadcast
+from ._util import broadcast_like, elementwise_shape, predicate_shape, shape_of, unbroadcast
 
 _LOG2 = np.log(2.0)
 _LOG10 = np.log(10.0)
@@ -40,8 +40,8 @@ def _binary(name: str, impl: Callable, dx: Callable, dy: Callable) -> Callable:
     return p.bind
 
 
-def _nondiff(name: str, impl: Callable) -> Callable:
-    return Primitive(name, impl, shape=elementwise_shape, nondiff=True).bind
+def _nondiff(name: str, impl: Callable, shape: Callable = elementwise_shape) -> Callable:
+    return Primitive(name, impl, shape=shape, nondiff=True).bind
 
 
 # -- linear arithmetic --------------------------------------------------------------------
@@ -239,20 +239,20 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
 
 
 # -- non-differentiable: comparisons, logic, rounding, tests ---------------------------------
-equal = _nondiff("equal", np.equal)
-not_equal = _nondiff("not_equal", np.not_equal)
-less = _nondiff("less", np.less)
-less_equal = _nondiff("less_equal", np.less_equal)
-greater = _nondiff("greater", np.greater)
-greater_equal = _nondiff("greater_equal", np.greater_equal)
-logical_and = _nondiff("logical_and", np.logical_and)
-logical_or = _nondiff("logical_or", np.logical_or)
-logical_xor = _nondiff("logical_xor", np.logical_xor)
-logical_not = _nondiff("logical_not", np.logical_not)
-isnan = _nondiff("isnan", np.isnan)
-isinf = _nondiff("isinf", np.isinf)
-isfinite = _nondiff("isfinite", np.isfinite)
-signbit = _nondiff("signbit", np.signbit)
+equal = _nondiff("equal", np.equal, predicate_shape)
+not_equal = _nondiff("not_equal", np.not_equal, predicate_shape)
+less = _nondiff("less", np.less, predicate_shape)
+less_equal = _nondiff("less_equal", np.less_equal, predicate_shape)
+greater = _nondiff("greater", np.greater, predicate_shape)
+greater_equal = _nondiff("greater_equal", np.greater_equal, predicate_shape)
+logical_and = _nondiff("logical_and", np.logical_and, predicate_shape)
+logical_or = _nondiff("logical_or", np.logical_or, predicate_shape)
+logical_xor = _nondiff("logical_xor", np.logical_xor, predicate_shape)
+logical_not = _nondiff("logical_not", np.logical_not, predicate_shape)
+isnan = _nondiff("isnan", np.isnan, predicate_shape)
+isinf = _nondiff("isinf", np.isinf, predicate_shape)
+isfinite = _nondiff("isfinite", np.isfinite, predicate_shape)
+signbit = _nondiff("signbit", np.signbit, predicate_shape)
 sign = _nondiff("sign", np.sign)
 floor = _nondiff("floor", np.floor)
 ceil = _nondiff("ceil", np.ceil)
@@ -268,7 +268,16 @@ left_shift = _nondiff("left_shift", np.left_shift)
 right_shift = _nondiff("right_shift", np.right_shift)
 fix = trunc
 
-nonzero = Primitive("nonzero", np.nonzero, nondiff=True).bind
+nonzero = Primitive(
+    "nonzero",
+    np.nonzero,
+    nondiff=True,
+    shape=lambda x: _value_dependent("nonzero"),
+).bind
+
+
+def _value_dependent(name: str) -> Any:
+    raise TypeError(f"the output shape of {name} depends on the values of its input")
 
 
 def round(a: Any, decimals: int = 0) -> Any:  # noqa: A001 - NumPy's name
@@ -276,7 +285,12 @@ def round(a: Any, decimals: int = 0) -> Any:  # noqa: A001 - NumPy's name
     return round_p.bind(a, decimals=decimals)
 
 
-round_p = Primitive("round", lambda a, decimals=0: np.round(a, decimals), nondiff=True)
+round_p = Primitive(
+    "round",
+    lambda a, decimals=0: np.round(a, decimals),
+    nondiff=True,
+    shape=lambda a, decimals=0: elementwise_shape(a),
+)
 around = round
 
 

@@ -71,8 +71,28 @@ def astype(x: Any, dtype: Any) -> Any:
 
 
 # -- operators -------------------------------------------------------------------------------
+_NO_PARAMS: dict = {}
+
+
+def _operator(f: Callable, swapped: bool = False) -> Callable:
+    """``Tracer.__op__`` for the primitive behind ``f``: dispatches straight to the innermost
+    trace of the two operands, skipping the generic argument scan (operators are the hot path)."""
+    prim = getattr(f, "primitive", None)
+    if prim is None:  # a composite, not a primitive
+        return (lambda self, other: f(other, self)) if swapped else f
+
+    def op(self: Tracer, other: Any) -> Any:
+        trace = self._trace
+        if isinstance(other, Tracer) and other._trace.level > trace.level:
+            trace = other._trace
+        args = (other, self) if swapped else (self, other)
+        return trace.process(prim, args, _NO_PARAMS)
+
+    return op
+
+
 def _swap(f: Callable) -> Callable:
-    return lambda self, other: f(other, self)
+    return _operator(f, swapped=True)
 
 
 def _pow(self: Any, other: Any) -> Any:
@@ -158,7 +178,7 @@ def install() -> None:
         "xor": ew.bitwise_xor,
     }
     for name, f in binary.items():
-        setattr(T, f"__{name}__", f)
+        setattr(T, f"__{name}__", _operator(f))
         setattr(T, f"__r{name}__", _swap(f))
     T.__pow__ = _pow
     T.__rpow__ = _swap(ew.power)

@@ -13,6 +13,7 @@ __all__ = [
     "shape_of",
     "dtype_of",
     "elementwise_shape",
+    "predicate_shape",
     "unbroadcast",
     "broadcast_like",
     "normalize_axis",
@@ -32,11 +33,22 @@ def dtype_of(x: Any) -> np.dtype:
     return dt if isinstance(dt, np.dtype) else np.result_type(x)
 
 
-def elementwise_shape(*avals: ShapeDtype) -> ShapeDtype:
-    """Shape rule of a broadcasting elementwise operation."""
-    return ShapeDtype(
-        np.broadcast_shapes(*(a.shape for a in avals)), np.result_type(*(a.dtype for a in avals))
-    )
+def _aval_parts(avals: tuple) -> tuple[list, list]:
+    shapes = [a.shape if isinstance(a, ShapeDtype) else np.shape(a) for a in avals]
+    dtypes = [a.dtype if isinstance(a, ShapeDtype) else a for a in avals]
+    return shapes, dtypes
+
+
+def elementwise_shape(*avals: Any) -> ShapeDtype:
+    """Shape rule of a broadcasting elementwise operation (NumPy's type promotion)."""
+    shapes, dtypes = _aval_parts(avals)
+    return ShapeDtype(np.broadcast_shapes(*shapes), np.result_type(*dtypes))
+
+
+def predicate_shape(*avals: Any) -> ShapeDtype:
+    """Shape rule of a broadcasting comparison or logical test: boolean result."""
+    shapes, _ = _aval_parts(avals)
+    return ShapeDtype(np.broadcast_shapes(*shapes), np.dtype(bool))
 
 
 def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...] | None:
