@@ -17,6 +17,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 demo: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[demo]" || echo "matplotlib not installed: the demo runs without its plot"
 	$(PY) examples/newton_cg_fit.py
 
 bench: $(STAMP)

@@ -88,7 +88,8 @@ def _entry_report(
                     fv = np.atleast_1d(b)[tuple(bad)]
                     return (
                         f"input leaf {k} at entry {tuple(int(i) for i in where)}, output leaf "
-                        f"{out_i} at entry {tuple(int(i) for i in bad)}: AD {av:.10g} vs FD {fv:.10g}"
+                        f"{out_i} at entry {tuple(int(i) for i in bad)}: "
+                        f"AD {av:.10g} vs FD {fv:.10g}"
                     )
     return "(the directional check failed but no single entry disagrees: look for cancellation)"
 

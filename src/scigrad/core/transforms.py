@@ -168,7 +168,7 @@ def vjp(fun: Callable, *primals: Any, has_aux: bool = False) -> tuple:
     >>> import scigrad as sg, scigrad.numpy as np
     >>> y, f_vjp = sg.vjp(np.sin, 0.0)
     >>> f_vjp(np.float64(2.0))
-    (array(2.),)
+    (np.float64(2.0),)
     """
     out, pullback, aux = _vjp(fun, primals, has_aux, "vjp")
     return (out, pullback, aux) if has_aux else (out, pullback)

@@ -30,13 +30,14 @@ from numpy import (  # noqa: F401 - re-exported constants and types
 
 from ..core.primitive import Tracer as _Tracer
 from ..core.tree import tree_leaves as _tree_leaves
-from . import _creation, _elementwise, _indexing, _reductions, _shape, _tracer_methods
+from . import _creation, _elementwise, _indexing, _products, _reductions, _shape, _tracer_methods
 from ._creation import *  # noqa: F403
 from ._elementwise import *  # noqa: F403
 from ._indexing import *  # noqa: F403
+from ._products import *  # noqa: F403
 from ._reductions import *  # noqa: F403
 from ._shape import *  # noqa: F403
-from ._tracer_methods import astype
+from ._tracer_methods import astype as astype
 
 _tracer_methods.install()
 
@@ -62,6 +63,7 @@ __all__ = sorted(
     | set(_creation.__all__)
     | set(_elementwise.__all__)
     | set(_indexing.__all__)
+    | set(_products.__all__)
     | set(_reductions.__all__)
     | set(_shape.__all__)
 )

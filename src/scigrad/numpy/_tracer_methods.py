@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from . import _elementwise as ew
-from ._indexing import IndexUpdateHelper, getitem
+from ._indexing import IndexUpdateHelper, getitem, getitem_p
 from ._reductions import sum as sum_
 from ._shape import reshape, transpose
 from ._util import dtype_of, shape_of
@@ -113,6 +113,13 @@ def _method(name: str) -> Callable:
     return method
 
 
+def _getitem(self: Tracer, idx: Any) -> Any:
+    # A lone slice or int is already a normalized index: skip the general normalization.
+    if type(idx) is slice or type(idx) is int:
+        return self._trace.process(getitem_p, (self,), {"idx": (idx,)})
+    return getitem(self, idx)
+
+
 def _reshape_method(self: Any, *shape: Any, order: str = "C") -> Any:
     return reshape(self, shape[0] if len(shape) == 1 else shape, order)
 
@@ -196,12 +203,9 @@ def install() -> None:
     }.items():
         setattr(T, f"__{name}__", f)
     T.__hash__ = object.__hash__  # identity, as the tapes key cotangents by tracer
-    T.__getitem__ = getitem
+    T.__getitem__ = _getitem
     T.__setitem__ = _inplace_error
-    for name in ("iadd", "isub", "imul", "itruediv", "ipow", "imatmul"):
-        # Without these Python falls back to `x = x + y`, which is functional and fine;
-        # they are listed so the fallback is a deliberate choice, not an accident.
-        pass
+    # No __iadd__ & co.: Python then rewrites `x += y` as `x = x + y`, which is functional.
     T.at = property(IndexUpdateHelper)
     T.T = property(lambda self: transpose(self))
     T.mT = property(lambda self: _snp().swapaxes(self, -1, -2))
