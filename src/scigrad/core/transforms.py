@@ -356,14 +356,17 @@ def jacfwd(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callab
 
 
 def hessian(fun: Callable, argnums: ArgNums = 0) -> Callable:
-    """Hessian of a scalar function: ``jacfwd(jacrev(fun))`` (forward-over-reverse).
+    """Hessian of a scalar function, by reverse-over-reverse: the gradient computation is
+    recorded once on a tape, which is then replayed backwards once per row. In eager mode
+    this is several times faster than ``jacfwd(jacrev(fun))`` (which re-runs the function
+    per column); the result is the same.
 
     >>> import scigrad as sg, scigrad.numpy as np
     >>> sg.hessian(lambda x: np.sum(x**3))(np.array([1.0, 2.0]))
     array([[ 6.,  0.],
            [ 0., 12.]])
     """
-    return jacfwd(jacrev(fun, argnums), argnums)
+    return jacrev(jacrev(fun, argnums), argnums)
 
 
 def hvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any]) -> Any:

@@ -8,6 +8,7 @@ on a traced value raises an error naming it and saying how to add a rule.
 
 from __future__ import annotations
 
+import builtins
 import functools
 from typing import Any
 
@@ -72,7 +73,8 @@ __all__ = sorted(
 def _refuse_traced(f: Any, name: str) -> Any:
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if any(isinstance(x, _Tracer) for x in _tree_leaves((args, kwargs))):
+        # builtins.any: this module's own `any` is NumPy's.
+        if builtins.any(isinstance(x, _Tracer) for x in _tree_leaves((args, kwargs))):
             raise _tracer_methods.unsupported(f"scigrad.numpy.{name}")
         return f(*args, **kwargs)
 

@@ -15,6 +15,7 @@ import numpy as np
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from . import _elementwise as ew
 from ._indexing import IndexUpdateHelper, getitem, getitem_p
+from ._products import matmul
 from ._reductions import sum as sum_
 from ._shape import reshape, transpose
 from ._util import dtype_of, shape_of
@@ -101,10 +102,6 @@ def _pow(self: Any, other: Any) -> Any:
     return ew.power(self, other)
 
 
-def _matmul(a: Any, b: Any) -> Any:
-    return _snp().matmul(a, b)
-
-
 def _method(name: str) -> Callable:
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         return getattr(_snp(), name)(self, *args, **kwargs)
@@ -129,7 +126,7 @@ def _transpose_method(self: Any, *axes: Any) -> Any:
 
 
 def _sum_method(self: Any, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
-    return sum_(self, axis, dtype, keepdims)
+    return sum_(self, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 def _item(self: Any, *args: Any) -> Any:
@@ -155,8 +152,10 @@ def _array_ufunc(self: Any, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs
         return f(*inputs, **kwargs)
     if method == "reduce" and name in _UFUNC_REDUCTIONS:
         return getattr(snp, _UFUNC_REDUCTIONS[name])(*inputs, **kwargs)
-    if method == "accumulate" and name == "add":
-        return snp.cumsum(*inputs, **kwargs)
+    if method == "accumulate" and name in ("add", "multiply"):
+        cumulative = snp.cumsum if name == "add" else snp.cumprod
+        axis = kwargs.pop("axis", 0)  # the ufunc method's default, unlike cumsum's None
+        return cumulative(*inputs, axis=axis, **kwargs)
     raise unsupported(f"numpy.{name}.{method}")
 
 
@@ -179,7 +178,7 @@ def install() -> None:
         "truediv": ew.divide,
         "floordiv": ew.floor_divide,
         "mod": ew.remainder,
-        "matmul": _matmul,
+        "matmul": matmul,
         "and": ew.bitwise_and,
         "or": ew.bitwise_or,
         "xor": ew.bitwise_xor,
