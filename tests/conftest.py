@@ -9,19 +9,24 @@ import numpy as onp
 import pytest
 from hypothesis import HealthCheck, settings
 
+import scigrad.numpy.linalg  # noqa: F401 - register every library primitive
+import scigrad.scipy.special  # noqa: F401
 from scigrad.check import _check_grads
 from scigrad.core.forward import JVPTrace
+from scigrad.core.primitive import primitives
 from scigrad.core.reverse import ReverseTrace
 
 settings.register_profile(
     "ci",
-    max_examples=int(os.environ.get("SCIGRAD_HYPOTHESIS_EXAMPLES", "12")),
+    max_examples=int(os.environ.get("SCIGRAD_HYPOTHESIS_EXAMPLES", "30")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     derandomize=True,
 )
 settings.load_profile("ci")
 
+#: The library's primitives (tests and docstring examples register more later).
+LIBRARY_PRIMITIVES = dict(primitives)
 #: Names of the primitives differentiated inside check_grads during this session.
 CHECKED_PRIMITIVES: set[str] = set()
 _inside_check = [0]

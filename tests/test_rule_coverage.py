@@ -9,17 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-import scigrad  # noqa: F401 - registers every primitive
-import scigrad.scipy.special  # noqa: F401
-from scigrad.core.primitive import primitives
-from tests.conftest import CHECKED_PRIMITIVES
-
-# Primitives made by tests themselves (deliberately broken or rule-less ones).
-_TEST_MADE = ("test_", "cube_without_rules")
+from tests.conftest import CHECKED_PRIMITIVES, LIBRARY_PRIMITIVES
 
 
 def _library_primitives():
-    return {n: p for n, p in primitives.items() if not n.startswith(_TEST_MADE)}
+    return LIBRARY_PRIMITIVES
 
 
 def test_every_primitive_has_a_shape_rule():

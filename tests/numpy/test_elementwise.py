@@ -163,3 +163,21 @@ def test_nondifferentiable_output_values_match_numpy(rng):
     x = rng.standard_normal(5) * 3
     for name in ("floor", "ceil", "sign", "isfinite", "signbit", "logical_not"):
         onp.testing.assert_array_equal(getattr(np, name)(x), getattr(onp, name)(x))
+
+
+def test_astype(rng):
+    x = rng.standard_normal(3)
+    # The float32 round trip rounds values to ~1e-7 relative; finite differences with step
+    # 1e-3 turn that into ~1e-4 noise, hence the float32-level tolerance.
+    f32 = lambda x: np.sin(x).astype(onp.float32).astype(onp.float64) * 2.0  # noqa: E731
+    sg.check_grads(f32, (x,), order=2, rtol=1e-4, atol=1e-4)
+    g = sg.grad(lambda x: np.sum(x.astype(int) * x))(onp.array([1.5, 2.5]))
+    onp.testing.assert_array_equal(g, [1.0, 2.0])  # integer conversion has no derivative
+
+
+def test_scipy_special_ufuncs_on_traced_values():
+    import scipy.special
+
+    g = sg.grad(lambda x: onp.sum(scipy.special.expit(x)))(onp.array([0.0, 1.0]))
+    s = scipy.special.expit(onp.array([0.0, 1.0]))
+    onp.testing.assert_allclose(g, s * (1 - s))

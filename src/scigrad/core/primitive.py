@@ -208,6 +208,8 @@ class Primitive:
         def call(*args: Any, **params: Any) -> Any:
             for a in args:
                 if isinstance(a, Tracer):
+                    if len(args) == 1:
+                        return a._trace.process(prim, args, params)
                     return find_top_trace(args).process(prim, args, params)
             return impl(*args, **params)
 

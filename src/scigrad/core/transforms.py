@@ -97,53 +97,71 @@ def _own(x: Any, trace: Any) -> bool:
 
 
 # -- reverse mode ------------------------------------------------------------------------
-def _vjp(fun: Callable, primals: tuple, has_aux: bool, where: str):
-    flat_in, in_tree = _flatten(primals)
-    flat_in = [_as_input(x, where, i) for i, x in enumerate(flat_in)]
-    trace = open_trace(ReverseTrace)
-    try:
-        inputs = [trace.new_var(x) for x in flat_in]
-        out = fun(*_unflatten(in_tree, inputs))
-    finally:
-        close_trace(trace)
-    aux = None
-    if has_aux:
+class _Recording:
+    """One recorded forward pass: its tape, inputs and outputs. ``pull`` runs the backward
+    pass for any output cotangent, as often as needed."""
+
+    __slots__ = ("trace", "inputs", "flat_in", "in_tree", "flat_out", "out_tree", "out_primals")
+
+    def __init__(self, fun: Callable, primals: tuple, where: str) -> None:
+        flat_in, self.in_tree = _flatten(primals)
+        self.flat_in = flat_in = [_as_input(x, where, i) for i, x in enumerate(flat_in)]
+        self.trace = trace = open_trace(ReverseTrace)
+        try:
+            self.inputs = [trace.new_var(x) for x in flat_in]
+            self.flat_out = fun(*_unflatten(self.in_tree, self.inputs))
+        finally:
+            close_trace(trace)
+
+    def split_aux(self, where: str) -> Any:
+        out = self.flat_out
         if not (isinstance(out, tuple) and len(out) == 2):
-            raise TypeError(
-                f"{where}(has_aux=True) needs the function to return a pair (output, aux)"
-            )
-        out, aux = out
-        aux = _unwrap_tree(aux, trace)
-    flat_out, out_tree = _flatten((out,))
-    out_primals = [o.primal if _own(o, trace) else o for o in flat_out]
+            raise TypeError(f"{where}(has_aux=True) needs the function to return (output, aux)")
+        self.flat_out, aux = out
+        return _unwrap_tree(aux, self.trace)
 
-    def pullback(cotangent: Any) -> tuple:
-        flat_ct, ct_tree = _flatten((cotangent,))
-        if ct_tree != out_tree:
-            raise ValueError(
-                f"vjp: cotangent structure {ct_tree} does not match the output structure {out_tree}"
-            )
-        return _unflatten(in_tree, pull_flat(flat_ct))
+    def finish(self) -> Any:
+        """Flatten the output (call once, after ``split_aux``); returns the output primals."""
+        self.flat_out, self.out_tree = _flatten((self.flat_out,))
+        trace = self.trace
+        self.out_primals = [o.primal if _own(o, trace) else o for o in self.flat_out]
+        return _unflatten(self.out_tree, self.out_primals)[0]
 
-    def pull_flat(flat_ct: list) -> list:
+    def pull(self, flat_ct: list) -> list:
+        """Input cotangents (flat) for output cotangents ``flat_ct`` (flat)."""
+        trace = self.trace
         cts: list = [None] * trace.nvars
-        for o, p, c in zip(flat_out, out_primals, flat_ct, strict=True):
-            if _shape(c) != _shape(p):
-                raise ValueError(
-                    f"vjp: cotangent of shape {_shape(c)} for an output of shape {_shape(p)}"
-                )
+        for o, c in zip(self.flat_out, flat_ct, strict=True):
             if _own(o, trace):
                 prev = cts[o.id]
                 cts[o.id] = c if prev is None else prev + c
         backward_pass(trace.tape, cts)
         grads = []
-        for x, t in zip(flat_in, inputs, strict=True):
+        for x, t in zip(self.flat_in, self.inputs, strict=True):
             g = cts[t.id]
             grads.append(_zeros(x) if g is None else _project(g, x))
         return grads
 
-    pullback.flat = pull_flat  # type: ignore[attr-defined]
-    return _unflatten(out_tree, out_primals)[0], pullback, aux
+    def pullback(self, cotangent: Any) -> tuple:
+        """The public VJP function: a cotangent pytree shaped like the output."""
+        flat_ct, ct_tree = _flatten((cotangent,))
+        if ct_tree != self.out_tree:
+            raise ValueError(
+                f"vjp: cotangent structure {ct_tree} does not match the output structure "
+                f"{self.out_tree}"
+            )
+        for c, p in zip(flat_ct, self.out_primals, strict=True):
+            if _shape(c) != _shape(p):
+                raise ValueError(
+                    f"vjp: cotangent of shape {_shape(c)} for an output of shape {_shape(p)}"
+                )
+        return _unflatten(self.in_tree, self.pull(flat_ct))
+
+
+def _vjp(fun: Callable, primals: tuple, has_aux: bool, where: str):
+    rec = _Recording(fun, primals, where)
+    aux = rec.split_aux(where) if has_aux else None
+    return rec.finish(), rec.pullback, aux
 
 
 def _project(g: Any, x: Any) -> Any:
@@ -192,15 +210,17 @@ def value_and_grad(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -
             nums = _argnums_tuple(argnums, len(args), "value_and_grad")
             merge = _split_args(args, nums)
             f, dyn = (lambda *d: fun(*merge(d), **kwargs)), tuple(args[k] for k in nums)
-        out, pullback, aux = _vjp(f, dyn, has_aux, "grad")
+        rec = _Recording(f, dyn, "grad")
+        aux = rec.split_aux("grad") if has_aux else None
+        out = rec.finish()
         shape, dt = _shape(out), _dtype(out)
-        if shape != () or dt.kind != "f":
+        if shape != () or dt.kind != "f" or len(rec.flat_out) != 1:
             raise TypeError(
                 f"grad requires a real scalar output, but the function returned "
                 f"{'an array of shape ' + str(shape) if shape else 'a value'} of dtype {dt}. "
                 "Use jacrev/jacfwd for a Jacobian, or vjp for a vector-Jacobian product."
             )
-        grads = pullback(np.array(1.0, dt))
+        grads = _unflatten(rec.in_tree, rec.pull([np.array(1.0, dt)]))
         g = grads[0] if isinstance(argnums, int) else grads
         return ((out, aux), g) if has_aux else (out, g)
 

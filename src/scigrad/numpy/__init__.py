@@ -42,6 +42,8 @@ from ._tracer_methods import astype as astype
 
 _tracer_methods.install()
 
+from . import linalg  # noqa: E402 - a submodule, built on the names above
+
 
 def shape(a: Any) -> tuple[int, ...]:
     return a.shape if isinstance(a, _Tracer) else _np.shape(a)

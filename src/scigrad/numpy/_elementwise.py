@@ -13,7 +13,13 @@ from typing import Any
 import numpy as np
 
 from ..core.primitive import Primitive
-from ._util import broadcast_like, elementwise_shape, predicate_shape, shape_of, unbroadcast
+from ._util import (
+    broadcast_like,
+    elementwise_shape,
+    predicate_shape,
+    shape_of,
+    unbroadcast_like,
+)
 
 _LOG2 = np.log(2.0)
 _LOG10 = np.log(10.0)
@@ -34,8 +40,8 @@ def _binary(name: str, impl: Callable, dx: Callable, dy: Callable) -> Callable:
         lambda t, ans, x, y: broadcast_like(t * dy(ans, x, y), shape_of(ans)),
     )
     p.defvjp(
-        lambda g, ans, x, y: unbroadcast(g * dx(ans, x, y), shape_of(x)),
-        lambda g, ans, x, y: unbroadcast(g * dy(ans, x, y), shape_of(y)),
+        lambda g, ans, x, y: unbroadcast_like(g * dx(ans, x, y), x),
+        lambda g, ans, x, y: unbroadcast_like(g * dy(ans, x, y), y),
     )
     return p.bind
 
@@ -51,8 +57,8 @@ add_p.defjvp(
     lambda t, ans, x, y: broadcast_like(t, shape_of(ans)),
 )
 add_p.defvjp(
-    lambda g, ans, x, y: unbroadcast(g, shape_of(x)),
-    lambda g, ans, x, y: unbroadcast(g, shape_of(y)),
+    lambda g, ans, x, y: unbroadcast_like(g, x),
+    lambda g, ans, x, y: unbroadcast_like(g, y),
 )
 add = add_p.bind
 
@@ -62,8 +68,8 @@ subtract_p.defjvp(
     lambda t, ans, x, y: broadcast_like(-t, shape_of(ans)),
 )
 subtract_p.defvjp(
-    lambda g, ans, x, y: unbroadcast(g, shape_of(x)),
-    lambda g, ans, x, y: unbroadcast(-g, shape_of(y)),
+    lambda g, ans, x, y: unbroadcast_like(g, x),
+    lambda g, ans, x, y: unbroadcast_like(-g, y),
 )
 subtract = subtract_p.bind
 
@@ -80,8 +86,8 @@ positive = positive_p.bind
 multiply_p = Primitive("multiply", np.multiply, shape=elementwise_shape)
 multiply_p.defjvp(lambda t, ans, x, y: t * y, lambda t, ans, x, y: x * t)
 multiply_p.defvjp(
-    lambda g, ans, x, y: unbroadcast(g * y, shape_of(x)),
-    lambda g, ans, x, y: unbroadcast(x * g, shape_of(y)),
+    lambda g, ans, x, y: unbroadcast_like(g * y, x),
+    lambda g, ans, x, y: unbroadcast_like(x * g, y),
 )
 multiply = multiply_p.bind
 
@@ -91,8 +97,8 @@ divide_p.defjvp(
     lambda t, ans, x, y: broadcast_like(-t * ans / y, shape_of(ans)),
 )
 divide_p.defvjp(
-    lambda g, ans, x, y: unbroadcast(g / y, shape_of(x)),
-    lambda g, ans, x, y: unbroadcast(-g * ans / y, shape_of(y)),
+    lambda g, ans, x, y: unbroadcast_like(g / y, x),
+    lambda g, ans, x, y: unbroadcast_like(-g * ans / y, y),
 )
 divide = divide_p.bind
 true_divide = divide
@@ -214,8 +220,8 @@ where_p.defjvp(
 )
 where_p.defvjp(
     lambda g, ans, c, x, y: None,
-    lambda g, ans, c, x, y: unbroadcast(where(c, g, 0.0), shape_of(x)),
-    lambda g, ans, c, x, y: unbroadcast(where(c, 0.0, g), shape_of(y)),
+    lambda g, ans, c, x, y: unbroadcast_like(where(c, g, 0.0), x),
+    lambda g, ans, c, x, y: unbroadcast_like(where(c, 0.0, g), y),
 )
 
 

@@ -146,7 +146,7 @@ def _array_ufunc(self: Any, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs
     snp = _snp()
     name = ufunc.__name__
     if method == "__call__":
-        f = getattr(snp, name, None) if name in snp.__all__ else None
+        f = getattr(snp, name, None) if name in snp.__all__ else _scipy_special(ufunc)
         if f is None:
             raise unsupported(f"numpy.{name}")
         return f(*inputs, **kwargs)
@@ -157,6 +157,18 @@ def _array_ufunc(self: Any, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs
         axis = kwargs.pop("axis", 0)  # the ufunc method's default, unlike cumsum's None
         return cumulative(*inputs, axis=axis, **kwargs)
     raise unsupported(f"numpy.{name}.{method}")
+
+
+def _scipy_special(ufunc: np.ufunc) -> Callable | None:
+    """scigrad's version of a ``scipy.special`` ufunc (e.g. ``scipy.special.expit``)."""
+    import scipy.special
+
+    from ..scipy import special
+
+    name = ufunc.__name__
+    if getattr(scipy.special, name, None) is ufunc and name in special.__all__:
+        return getattr(special, name)
+    return None
 
 
 def _array_function(self: Any, func: Callable, types: Any, args: tuple, kwargs: dict) -> Any:

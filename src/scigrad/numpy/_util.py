@@ -15,6 +15,7 @@ __all__ = [
     "elementwise_shape",
     "predicate_shape",
     "unbroadcast",
+    "unbroadcast_like",
     "broadcast_like",
     "normalize_axis",
     "export",
@@ -84,6 +85,13 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
 
         g = reshape(g, shape)
     return g
+
+
+def unbroadcast_like(g: Any, x: Any) -> Any:
+    """``unbroadcast(g, shape_of(x))`` with the common case (no broadcasting) in one call."""
+    gshape = g.shape if isinstance(g, _HAS_SHAPE) else np.shape(g)
+    xshape = x.shape if isinstance(x, _HAS_SHAPE) else np.shape(x)
+    return g if gshape == xshape else unbroadcast(g, xshape)
 
 
 def broadcast_like(t: Any, shape: tuple[int, ...]) -> Any:
