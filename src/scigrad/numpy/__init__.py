@@ -42,7 +42,7 @@ from ._tracer_methods import astype as astype
 
 _tracer_methods.install()
 
-from . import linalg  # noqa: E402 - a submodule, built on the names above
+from . import linalg as linalg  # noqa: E402 - a submodule, built on the names above
 
 
 def shape(a: Any) -> tuple[int, ...]:
