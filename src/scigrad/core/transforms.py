@@ -80,16 +80,21 @@ def _argnums_tuple(argnums: ArgNums, nargs: int, where: str) -> tuple[int, ...]:
     return tuple(k % nargs for k in nums)
 
 
-def _split_args(args: tuple, nums: tuple[int, ...]) -> Callable[[tuple], tuple]:
-    """A function putting new values of the differentiated arguments back into ``args``."""
+def _partial(
+    fun: Callable, args: tuple, kwargs: dict, argnums: ArgNums, where: str
+) -> tuple[Callable, tuple]:
+    """``fun`` as a function of the differentiated arguments only, and their values."""
+    if argnums == 0 and len(args) == 1 and not kwargs:
+        return fun, args  # the common case, without argument shuffling
+    nums = _argnums_tuple(argnums, len(args), where)
 
-    def merge(dyn: tuple) -> tuple:
+    def f(*dyn: Any) -> Any:
         full = list(args)
         for k, v in zip(nums, dyn, strict=True):
             full[k] = v
-        return tuple(full)
+        return fun(*full, **kwargs)
 
-    return merge
+    return f, tuple(args[k] for k in nums)
 
 
 def _own(x: Any, trace: Any) -> bool:
@@ -204,12 +209,7 @@ def value_and_grad(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -
     """
 
     def value_and_grad_fun(*args: Any, **kwargs: Any) -> tuple:
-        if argnums == 0 and len(args) == 1 and not kwargs:
-            f, dyn = fun, args  # the common case, without argument shuffling
-        else:
-            nums = _argnums_tuple(argnums, len(args), "value_and_grad")
-            merge = _split_args(args, nums)
-            f, dyn = (lambda *d: fun(*merge(d), **kwargs)), tuple(args[k] for k in nums)
+        f, dyn = _partial(fun, args, kwargs, argnums, "value_and_grad")
         rec = _Recording(f, dyn, "grad")
         aux = rec.split_aux("grad") if has_aux else None
         out = rec.finish()
@@ -310,10 +310,8 @@ def jacrev(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callab
     """
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
-        nums = _argnums_tuple(argnums, len(args), "jacrev")
-        merge = _split_args(args, nums)
-        dyn = tuple(args[k] for k in nums)
-        out, pullback, aux = _vjp(lambda *d: fun(*merge(d), **kwargs), dyn, has_aux, "jacrev")
+        f, dyn = _partial(fun, args, kwargs, argnums, "jacrev")
+        out, pullback, aux = _vjp(f, dyn, has_aux, "jacrev")
         flat_out, out_tree = tree_flatten(out)
         flat_in, in_tree = tree_flatten(dyn)
         rows = [[] for _ in flat_out]
@@ -344,12 +342,9 @@ def jacfwd(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callab
     """
 
     def jacfun(*args: Any, **kwargs: Any) -> Any:
-        nums = _argnums_tuple(argnums, len(args), "jacfwd")
-        merge = _split_args(args, nums)
-        dyn = tuple(args[k] for k in nums)
+        f, dyn = _partial(fun, args, kwargs, argnums, "jacfwd")
         flat_in, in_tree = tree_flatten(dyn)
         flat_in = [_as_input(x, "jacfwd", i) for i, x in enumerate(flat_in)]
-        f = lambda *d: fun(*merge(d), **kwargs)
         cols = [[] for _ in flat_in]
         out = aux = None
         for k, _, e in _unit_vectors(flat_in):

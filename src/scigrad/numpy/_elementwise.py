@@ -171,6 +171,36 @@ asin, acos, atan = arcsin, arccos, arctan
 asinh, acosh, atanh, atan2 = arcsinh, arccosh, arctanh, arctan2
 radians, degrees, pow = deg2rad, rad2deg, power  # noqa: A001 - NumPy's names
 
+# -- non-differentiable: comparisons, logic, rounding, tests ---------------------------------
+equal = _nondiff("equal", np.equal, predicate_shape)
+not_equal = _nondiff("not_equal", np.not_equal, predicate_shape)
+less = _nondiff("less", np.less, predicate_shape)
+less_equal = _nondiff("less_equal", np.less_equal, predicate_shape)
+greater = _nondiff("greater", np.greater, predicate_shape)
+greater_equal = _nondiff("greater_equal", np.greater_equal, predicate_shape)
+logical_and = _nondiff("logical_and", np.logical_and, predicate_shape)
+logical_or = _nondiff("logical_or", np.logical_or, predicate_shape)
+logical_xor = _nondiff("logical_xor", np.logical_xor, predicate_shape)
+logical_not = _nondiff("logical_not", np.logical_not, predicate_shape)
+isnan = _nondiff("isnan", np.isnan, predicate_shape)
+isinf = _nondiff("isinf", np.isinf, predicate_shape)
+isfinite = _nondiff("isfinite", np.isfinite, predicate_shape)
+signbit = _nondiff("signbit", np.signbit, predicate_shape)
+sign = _nondiff("sign", np.sign)
+floor = _nondiff("floor", np.floor)
+ceil = _nondiff("ceil", np.ceil)
+rint = _nondiff("rint", np.rint)
+trunc = _nondiff("trunc", np.trunc)
+floor_divide = _nondiff("floor_divide", np.floor_divide)
+heaviside = _nondiff("heaviside", np.heaviside)
+bitwise_and = _nondiff("bitwise_and", np.bitwise_and)
+bitwise_or = _nondiff("bitwise_or", np.bitwise_or)
+bitwise_xor = _nondiff("bitwise_xor", np.bitwise_xor)
+invert = _nondiff("invert", np.invert)
+left_shift = _nondiff("left_shift", np.left_shift)
+right_shift = _nondiff("right_shift", np.right_shift)
+fix = trunc
+
 # -- piecewise: derivative defined almost everywhere ------------------------------------------
 absolute = _unary("absolute", np.absolute, lambda ans, x: sign(x))
 abs = fabs = absolute  # noqa: A001 - NumPy's names
@@ -181,30 +211,19 @@ def _tie_split(ans: Any, x: Any, y: Any, pick: Callable) -> Any:
     return where(pick(x, y), 1.0, where(equal(x, y), 0.5, 0.0))
 
 
-maximum = _binary(
-    "maximum",
-    np.maximum,
-    lambda ans, x, y: _tie_split(ans, x, y, greater),
-    lambda ans, x, y: _tie_split(ans, y, x, greater),
-)
-minimum = _binary(
-    "minimum",
-    np.minimum,
-    lambda ans, x, y: _tie_split(ans, x, y, less),
-    lambda ans, x, y: _tie_split(ans, y, x, less),
-)
-fmax = _binary(
-    "fmax",
-    np.fmax,
-    lambda ans, x, y: _tie_split(ans, x, y, greater),
-    lambda ans, x, y: _tie_split(ans, y, x, greater),
-)
-fmin = _binary(
-    "fmin",
-    np.fmin,
-    lambda ans, x, y: _tie_split(ans, x, y, less),
-    lambda ans, x, y: _tie_split(ans, y, x, less),
-)
+def _extremum(name: str, impl: Callable, pick: Callable) -> Callable:
+    return _binary(
+        name,
+        impl,
+        lambda ans, x, y: _tie_split(ans, x, y, pick),
+        lambda ans, x, y: _tie_split(ans, y, x, pick),
+    )
+
+
+maximum = _extremum("maximum", np.maximum, greater)
+minimum = _extremum("minimum", np.minimum, less)
+fmax = _extremum("fmax", np.fmax, greater)
+fmin = _extremum("fmin", np.fmin, less)
 remainder = _binary(
     "remainder", np.remainder, lambda ans, x, y: 1.0, lambda ans, x, y: -floor_divide(x, y)
 )
@@ -243,36 +262,6 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
         a = minimum(a, a_max)
     return a
 
-
-# -- non-differentiable: comparisons, logic, rounding, tests ---------------------------------
-equal = _nondiff("equal", np.equal, predicate_shape)
-not_equal = _nondiff("not_equal", np.not_equal, predicate_shape)
-less = _nondiff("less", np.less, predicate_shape)
-less_equal = _nondiff("less_equal", np.less_equal, predicate_shape)
-greater = _nondiff("greater", np.greater, predicate_shape)
-greater_equal = _nondiff("greater_equal", np.greater_equal, predicate_shape)
-logical_and = _nondiff("logical_and", np.logical_and, predicate_shape)
-logical_or = _nondiff("logical_or", np.logical_or, predicate_shape)
-logical_xor = _nondiff("logical_xor", np.logical_xor, predicate_shape)
-logical_not = _nondiff("logical_not", np.logical_not, predicate_shape)
-isnan = _nondiff("isnan", np.isnan, predicate_shape)
-isinf = _nondiff("isinf", np.isinf, predicate_shape)
-isfinite = _nondiff("isfinite", np.isfinite, predicate_shape)
-signbit = _nondiff("signbit", np.signbit, predicate_shape)
-sign = _nondiff("sign", np.sign)
-floor = _nondiff("floor", np.floor)
-ceil = _nondiff("ceil", np.ceil)
-rint = _nondiff("rint", np.rint)
-trunc = _nondiff("trunc", np.trunc)
-floor_divide = _nondiff("floor_divide", np.floor_divide)
-heaviside = _nondiff("heaviside", np.heaviside)
-bitwise_and = _nondiff("bitwise_and", np.bitwise_and)
-bitwise_or = _nondiff("bitwise_or", np.bitwise_or)
-bitwise_xor = _nondiff("bitwise_xor", np.bitwise_xor)
-invert = _nondiff("invert", np.invert)
-left_shift = _nondiff("left_shift", np.left_shift)
-right_shift = _nondiff("right_shift", np.right_shift)
-fix = trunc
 
 nonzero = Primitive(
     "nonzero",
