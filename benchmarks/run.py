@@ -33,6 +33,9 @@ from typing import Any
 
 import numpy
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hand  # noqa: E402 - the hand-written references beside this file
+
 # -- the functions being differentiated, written once for any NumPy-like namespace ---------
 
 
@@ -84,6 +87,7 @@ class Problem:
     kind: str  # "grad" or "hessian"
     factory: Callable[[Any], Callable]
     make_args: Callable[[], tuple]
+    hand: Callable  # the same derivative written by hand in NumPy (the reference)
     target: Callable[[dict[str, Any]], str] | None = None
 
 
@@ -100,17 +104,21 @@ def _grad_target(times: dict[str, Any]) -> str:
     return f"≤ 20 µs, ≥ 10× autograd: **{'met' if met else 'not met'}**"
 
 
+R_GRAD, R_HESS = hand.rosenbrock_grad, hand.rosenbrock_hessian
 PROBLEMS = (
-    Problem("grad Rosenbrock n=10", "grad", make_rosenbrock, rosenbrock_args(10), _grad_target),
-    Problem("grad Rosenbrock n=100", "grad", make_rosenbrock, rosenbrock_args(100)),
-    Problem("hessian Rosenbrock n=10", "hessian", make_rosenbrock, rosenbrock_args(10)),
-    Problem("hessian Rosenbrock n=100", "hessian", make_rosenbrock, rosenbrock_args(100)),
+    Problem(
+        "grad Rosenbrock n=10", "grad", make_rosenbrock, rosenbrock_args(10), R_GRAD, _grad_target
+    ),
+    Problem("grad Rosenbrock n=100", "grad", make_rosenbrock, rosenbrock_args(100), R_GRAD),
+    Problem("hessian Rosenbrock n=10", "hessian", make_rosenbrock, rosenbrock_args(10), R_HESS),
+    Problem("hessian Rosenbrock n=100", "hessian", make_rosenbrock, rosenbrock_args(100), R_HESS),
     Problem(
         f"grad MLP loss ({'-'.join(map(str, MLP_SIZES))} tanh, batch {MLP_BATCH}, "
         f"{_n_params():,} params)",
         "grad",
         make_mlp_loss,
         mlp_args,
+        hand.mlp_loss_grad,
     ),
 )
 
@@ -150,6 +158,10 @@ def _map(f: Callable, tree: Any) -> Any:
 def setup_numpy(p: Problem, args: tuple) -> Callable:
     f = p.factory(numpy)
     return lambda: f(*args)
+
+
+def setup_hand(p: Problem, args: tuple) -> Callable:
+    return lambda: p.hand(*args)
 
 
 def setup_scigrad(p: Problem, args: tuple) -> Callable:
@@ -212,6 +224,7 @@ class Library:
 
 REFERENCE = Library("numpy", "NumPy f(x) only", ("numpy",), setup_numpy)
 LIBRARIES = (
+    Library("hand", "hand-written NumPy", ("numpy",), setup_hand),
     Library("scigrad", "scigrad", ("scigrad",), setup_scigrad),
     Library("autograd", "autograd", ("autograd",), setup_autograd),
     Library("jax", "JAX", ("jax", "jaxlib"), setup_jax),
@@ -293,6 +306,14 @@ def run_problem(p: Problem, libs: Sequence[Library], repeat: int, min_time: floa
         log(f"  {lib.title:>16}: {t * 1e6:12.1f} µs")
     if reference is not None and reference[0].key != "scigrad" and "scigrad" in row.cells:
         row.notes.append(f"results checked against {reference[0].title}")
+    if p.target is _grad_target:
+        x = args[0]
+        floor = per_call_time(lambda: hand.rosenbrock_grad_specialized_tape(x), repeat, min_time)
+        row.notes.append(
+            f"a reverse-mode tape specialized by hand for this one function (no dispatch, "
+            f"rules inlined: `hand.rosenbrock_grad_specialized_tape`) takes {floor * 1e6:.1f} µs "
+            "in the same run: a floor for any eager engine written in Python"
+        )
     return row
 
 
@@ -350,24 +371,27 @@ def render(rows: list[Row], libs: Sequence[Library], argv: Sequence[str], opts) 
         f"- Method: time per call in µs, median of {opts.repeat} repeats; each repeat calls "
         f"the function N times, N auto-ranged so that a repeat takes ≥ {opts.min_time:g} s; "
         "garbage collector enabled; float64 everywhere; inputs converted to each library's "
-        "array type once, outside the timed region. Every library's result was checked "
-        "against scigrad's (`numpy.allclose`) before timing.",
+        "array type once, outside the timed region. Every result was checked against the "
+        "hand-written derivative (`numpy.allclose`) before timing.",
         "- Columns: *NumPy f(x) only* is the plain NumPy forward evaluation (no derivative), "
         "the floor any derivative must pay; *JAX* is `jax.grad`/`jax.hessian` un-jitted, "
         "*JAX jit* the same under `jax.jit` (compiled before timing); *PyTorch* is CPU eager "
-        "`torch.autograd.grad` / `torch.autograd.functional.hessian`; *autograd / scigrad* "
-        "is autograd's time divided by scigrad's (> 1: scigrad is faster).",
+        "`torch.autograd.grad` / `torch.autograd.functional.hessian`; *hand-written NumPy* "
+        "is the same derivative derived by hand (`benchmarks/hand.py`), the reference; "
+        "*scigrad / hand-written* is the price of automatic differentiation; "
+        "*autograd / scigrad* is autograd's time divided by scigrad's (> 1: scigrad is faster).",
         "",
     ]
     header = ["benchmark", REFERENCE.title, *(lib.title for lib in libs)]
-    header += ["autograd / scigrad", "target"]
+    header += ["scigrad / hand-written", "autograd / scigrad", "target"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 2) + [":---"]) + "|")
     notes = []
     for row in rows:
         cells = [row.problem.name, _fmt(row.cells.get(REFERENCE.key))]
         cells += [_fmt(row.cells.get(lib.key, "—")) for lib in libs]
-        sg, ag = row.cells.get("scigrad"), row.cells.get("autograd")
+        sg, ag, hw = (row.cells.get(k) for k in ("scigrad", "autograd", "hand"))
+        cells.append(f"{sg / hw:.1f}×" if isinstance(sg, float) and isinstance(hw, float) else "—")
         cells.append(f"{ag / sg:.1f}×" if isinstance(sg, float) and isinstance(ag, float) else "—")
         cells.append(row.problem.target(row.cells) if row.problem.target else "—")
         lines.append("| " + " | ".join(cells) + " |")
@@ -384,7 +408,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     ap.add_argument(
         "--only",
         help=f"comma-separated libraries to run, among {','.join(keys)} "
-        "(default: all; the NumPy forward reference always runs)",
+        "(default: all; the NumPy forward and hand-written references always run)",
     )
     ap.add_argument("--quick", action="store_true", help="few short repeats (smoke test)")
     ap.add_argument("--repeat", type=int, help="repeats per measurement (default 7)")
@@ -394,7 +418,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     unknown = sorted(set(selected) - set(keys))
     if unknown:
         ap.error(f"--only: unknown library {', '.join(unknown)} (choose among {', '.join(keys)})")
-    opts.libs = [lib for lib in LIBRARIES if lib.key in selected]
+    # The hand-written reference always runs: every library's result is checked against it.
+    opts.libs = [lib for lib in LIBRARIES if lib.key in selected or lib.key == "hand"]
     if opts.repeat is None:
         opts.repeat = 3 if opts.quick else 7
     if opts.min_time is None:
