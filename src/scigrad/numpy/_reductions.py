@@ -92,19 +92,15 @@ def expand_reduced(g: Any, shape: tuple[int, ...], axis: tuple[int, ...] | None,
     """Reshape the cotangent of a reduction so that it broadcasts against the input."""
     if keepdims:
         return g
-    from ._shape import reshape
-
-    return reshape(g, _reduced_shape(shape, axis, True))
+    return _shape.reshape(g, _reduced_shape(shape, axis, True))
 
 
 # -- sum, mean -------------------------------------------------------------------------------
 def _sum_vjp(g: Any, ans: Any, x: Any, *, axis, keepdims) -> Any:
-    from ._shape import broadcast_to_p
-
     shape = shape_of(x)
     if axis is not None:
         g = expand_reduced(g, shape, axis, keepdims)
-    return broadcast_to_p.bind(g, shape=shape)
+    return _shape.broadcast_to_p.bind(g, shape=shape)
 
 
 sum_p = Primitive(
@@ -728,3 +724,7 @@ __all__ = [
     "sum",
     "var",
 ]
+
+
+# Bound last: _shape imports this module (hot rules must not re-import per call).
+from . import _shape  # noqa: E402

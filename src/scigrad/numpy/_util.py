@@ -72,18 +72,14 @@ def unbroadcast(g: Any, shape: tuple[int, ...]) -> Any:
     gshape = shape_of(g)
     if gshape == shape:
         return g
-    from ._reductions import sum as sum_
-
     lead = len(gshape) - len(shape)
     axes = tuple(range(lead)) + tuple(
         i + lead for i, s in enumerate(shape) if s == 1 and gshape[i + lead] != 1
     )
     if axes:
-        g = sum_(g, axis=axes, keepdims=False)
+        g = _reductions.sum(g, axis=axes, keepdims=False)
     if shape_of(g) != shape:
-        from ._shape import reshape
-
-        g = reshape(g, shape)
+        g = _shape.reshape(g, shape)
     return g
 
 
@@ -98,9 +94,7 @@ def broadcast_like(t: Any, shape: tuple[int, ...]) -> Any:
     """``t`` broadcast to ``shape`` (the JVP of broadcasting); no-op when shapes agree."""
     if shape_of(t) == shape:
         return t
-    from ._shape import broadcast_to
-
-    return broadcast_to(t, shape)
+    return _shape.broadcast_to(t, shape)
 
 
 def export(
@@ -112,3 +106,7 @@ def export(
         f.__doc__ = doc
     namespace[name or prim.name] = f
     return f
+
+
+# Bound last: these modules import this one (hot rules must not re-import per call).
+from . import _reductions, _shape  # noqa: E402
