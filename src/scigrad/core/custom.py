@@ -10,19 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
-from .primitive import Primitive, find_top_trace
+from .primitive import Primitive, find_top_trace, zeros_like
 from .tree import tree_flatten, tree_map, tree_unflatten
 
 __all__ = ["custom_vjp", "custom_jvp", "stop_gradient"]
-
-
-def _zeros_like(x: Any) -> np.ndarray:
-    return np.zeros(
-        np.shape(x) if not hasattr(x, "shape") else x.shape,
-        x.dtype if hasattr(x, "dtype") else float,
-    )
 
 
 class _Call:
@@ -95,7 +86,7 @@ class _JVPCall(_Call):
 
     def jvp_flat(self, primals: list, tangents: list) -> tuple[Any, Any]:
         tangents = [
-            _zeros_like(p) if t is None else t for p, t in zip(primals, tangents, strict=True)
+            zeros_like(p) if t is None else t for p, t in zip(primals, tangents, strict=True)
         ]
         return self._rule(primals, tangents)
 
@@ -103,9 +94,8 @@ class _JVPCall(_Call):
         # The JVP rule is linear in the tangents, so its transpose is its VJP in them.
         from .transforms import vjp
 
-        zeros = [_zeros_like(v) for v in vals]
+        zeros = [zeros_like(v) for v in vals]
         _, pullback = vjp(lambda *t: self._rule(vals, t)[1], *zeros)
-        cts = [_zeros_like(c) if c is None else c for c in cts]
         return list(pullback(tree_unflatten(out_tree, cts)))
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Primitive", "ShapeDtype", "Tracer", "find_top_trace", "primitives"]
+__all__ = ["Primitive", "ShapeDtype", "Tracer", "find_top_trace", "primitives", "zeros_like"]
 
 #: Every primitive by name, for documentation, coverage tests and error messages.
 primitives: dict[str, Primitive] = {}
@@ -127,6 +127,13 @@ for _name in ("__float__", "__int__", "__complex__", "__index__", "__array__"):
     setattr(Tracer, _name, _raise_concretization)
 # NumPy looks this up before __array__ when converting or assigning slices.
 Tracer.__array_interface__ = property(_raise_concretization)  # type: ignore[attr-defined]
+
+
+def zeros_like(x: Any) -> np.ndarray:
+    """Plain zeros with the shape and dtype of ``x`` (traced or not): a constant."""
+    shape = x.shape if isinstance(x, Tracer | np.ndarray | np.generic) else np.shape(x)
+    dtype = x.dtype if isinstance(getattr(x, "dtype", None), np.dtype) else np.result_type(x)
+    return np.zeros(shape, dtype)
 
 
 def find_top_trace(args: Sequence[Any]) -> Any:

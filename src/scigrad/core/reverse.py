@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .primitive import Tracer
+from .primitive import Tracer, zeros_like
 from .trace import Trace
 
 __all__ = ["ReverseTrace", "RTracer", "backward_pass"]
@@ -123,12 +123,6 @@ class ReverseTrace(Trace):
         return self._record_closure(parents, vals, flat_ans, tree, pullback)
 
 
-def _zeros_like(x: Any) -> Any:
-    from ..numpy import zeros_like
-
-    return zeros_like(x)
-
-
 def backward_pass(tape: list[tuple], cts: list) -> list:
     """Propagate the cotangents ``cts`` (a list indexed by variable id, None for zero) from
     the outputs back through ``tape``; on return ``cts`` holds the cotangents of the inputs.
@@ -138,7 +132,7 @@ def backward_pass(tape: list[tuple], cts: list) -> list:
             g = [cts[o] for o in out]
             if all(c is None for c in g):
                 continue
-            g = tuple(_zeros_like(a) if c is None else c for c, a in zip(g, ans, strict=True))
+            g = tuple(zeros_like(a) if c is None else c for c, a in zip(g, ans, strict=True))
         else:
             g = cts[out]
             if g is None:

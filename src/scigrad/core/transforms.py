@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .forward import JTracer, JVPTrace
-from .primitive import Tracer
+from .primitive import Tracer, zeros_like
 from .reverse import ReverseTrace, backward_pass
 from .trace import close_trace, new_trace, open_trace
 from .tree import tree_flatten, tree_unflatten
@@ -66,10 +66,6 @@ def _flatten(args: tuple) -> tuple[list, Any]:
 
 def _unflatten(tree: Any, leaves: list) -> tuple:
     return tuple(leaves) if tree is None else tree_unflatten(tree, leaves)
-
-
-def _zeros(x: Any) -> np.ndarray:
-    return np.zeros(_shape(x), _dtype(x))
 
 
 def _argnums_tuple(argnums: ArgNums, nargs: int, where: str) -> tuple[int, ...]:
@@ -144,7 +140,7 @@ class _Recording:
         grads = []
         for x, t in zip(self.flat_in, self.inputs, strict=True):
             g = cts[t.id]
-            grads.append(_zeros(x) if g is None else _project(g, x))
+            grads.append(zeros_like(x) if g is None else _project(g, x))
         return grads
 
     def pullback(self, cotangent: Any) -> tuple:
@@ -271,7 +267,7 @@ def jvp(fun: Callable, primals: Sequence[Any], tangents: Sequence[Any], has_aux:
         aux = _unwrap_tree(aux, trace)
     flat_out, out_tree = tree_flatten(out)
     primals_out = [o.primal if _own(o, trace) else o for o in flat_out]
-    tangents_out = [o.tangent if _own(o, trace) else _zeros(o) for o in flat_out]
+    tangents_out = [o.tangent if _own(o, trace) else zeros_like(o) for o in flat_out]
     result = (tree_unflatten(out_tree, primals_out), tree_unflatten(out_tree, tangents_out))
     return (*result, aux) if has_aux else result
 
@@ -291,7 +287,7 @@ def _unit_vectors(leaves: list) -> list[tuple[int, int, Any]]:
     basis = []
     for k, x in enumerate(leaves):
         for j in range(int(np.prod(_shape(x)))):
-            e = [_zeros(y) for y in leaves]
+            e = [zeros_like(y) for y in leaves]
             e[k].reshape(-1)[j] = 1.0
             basis.append((k, j, e))
     return basis
