@@ -73,6 +73,7 @@ def astype(x: Any, dtype: Any) -> Any:
 
 # -- operators -------------------------------------------------------------------------------
 _NO_PARAMS: dict = {}
+_PLAIN = frozenset({float, int, bool, np.ndarray, np.float64, np.float32, np.int64})
 
 
 def _operator(f: Callable, swapped: bool = False) -> Callable:
@@ -84,8 +85,11 @@ def _operator(f: Callable, swapped: bool = False) -> Callable:
 
     def op(self: Tracer, other: Any) -> Any:
         trace = self._trace
-        if isinstance(other, Tracer) and other._trace.level > trace.level:
-            trace = other._trace
+        if isinstance(other, Tracer):
+            if other._trace.level > trace.level:
+                trace = other._trace
+        elif type(other) not in _PLAIN and getattr(type(other), "__array_ufunc__", 0) is None:
+            return NotImplemented  # NumPy's convention: the other operand handles it
         args = (other, self) if swapped else (self, other)
         return trace.process(prim, args, _NO_PARAMS)
 

@@ -1,5 +1,5 @@
 """Differentiable counterparts of SciPy subpackages: ``import scigrad.scipy.special``."""
 
-from . import special
+from . import sparse, special
 
-__all__ = ["special"]
+__all__ = ["sparse", "special"]

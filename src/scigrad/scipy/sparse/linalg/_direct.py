@@ -1,0 +1,3 @@
+"""Direct sparse solvers (being written)."""
+
+__all__: list[str] = []

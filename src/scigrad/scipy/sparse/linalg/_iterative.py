@@ -1,0 +1,3 @@
+"""Iterative sparse solvers (being written)."""
+
+__all__: list[str] = []
