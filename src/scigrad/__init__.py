@@ -22,6 +22,7 @@ from .core import (
     value_and_grad,
     vjp,
 )
+from .core.lowrank import LowRankArray
 from .core.tree import (
     register_dataclass,
     register_pytree_node,
@@ -33,6 +34,7 @@ from .core.tree import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "LowRankArray",
     "check_grads",
     "custom_jvp",
     "custom_vjp",

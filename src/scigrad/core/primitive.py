@@ -131,7 +131,7 @@ Tracer.__array_interface__ = property(_raise_concretization)  # type: ignore[att
 
 def zeros_like(x: Any) -> np.ndarray:
     """Plain zeros with the shape and dtype of ``x`` (traced or not): a constant."""
-    shape = x.shape if isinstance(x, Tracer | np.ndarray | np.generic) else np.shape(x)
+    shape = x.shape if hasattr(x, "shape") else np.shape(x)
     dtype = x.dtype if isinstance(getattr(x, "dtype", None), np.dtype) else np.result_type(x)
     return np.zeros(shape, dtype)
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .forward import JTracer, JVPTrace
+from .lowrank import LowRankArray
 from .primitive import Tracer, zeros_like
 from .reverse import ReverseTrace, backward_pass
 from .trace import close_trace, new_trace, open_trace
@@ -48,7 +49,7 @@ def _as_input(x: Any, where: str, i: int) -> Any:
 
 
 _PY_NUMBERS = (float, int)
-_HAS_SHAPE = (Tracer, np.ndarray, np.generic)
+_HAS_SHAPE = (Tracer, np.ndarray, np.generic, LowRankArray)
 _LEAF = (Tracer, np.ndarray, np.generic, float, int)
 
 

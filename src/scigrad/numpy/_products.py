@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._reductions import sum_p
 from ._shape import reshape, reshape_p, transpose, transpose_p
@@ -86,6 +87,8 @@ def _matmul_vjp_a(g: Any, ans: Any, a: Any, b: Any) -> Any:
         if na == 1:  # inner product: g is a scalar
             return g * b
         # a (..., m, k), b (k,), g (..., m): an outer product per batch
+        if na == 2 and type(g) is np.ndarray and type(b) is np.ndarray:
+            return LowRankArray.outer(g, b)  # kept factored: see core/lowrank.py
         return _reshape(g, (*shape_of(g), 1)) * b
     if na == 1:
         # a (k,), b (..., k, n), g (..., n)
@@ -105,6 +108,8 @@ def _matmul_vjp_b(g: Any, ans: Any, a: Any, b: Any) -> Any:
         if nb == 1:
             return g * a
         # a (k,), b (..., k, n), g (..., n)
+        if nb == 2 and type(g) is np.ndarray and type(a) is np.ndarray:
+            return LowRankArray.outer(a, g)  # kept factored: see core/lowrank.py
         gs = shape_of(g)
         return _reshape(a, (sa[0], 1)) * _reshape(g, (*gs[:-1], 1, gs[-1]))
     if nb == 1:

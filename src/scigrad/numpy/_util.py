@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 
-_HAS_SHAPE = (np.ndarray, np.generic, Tracer)
+_HAS_SHAPE = (np.ndarray, np.generic, Tracer, LowRankArray)
 
 
 def shape_of(x: Any) -> tuple[int, ...]:

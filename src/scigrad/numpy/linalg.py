@@ -28,6 +28,7 @@ import numpy as np
 from numpy.linalg import LinAlgError
 from scipy.linalg import get_lapack_funcs
 
+from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._elementwise import abs as abs_
 from ._elementwise import not_equal, power, where
@@ -320,6 +321,8 @@ def _apply(m: Any, x: Any, vec: bool) -> Any:
 
 def _outer(u: Any, v: Any, vec: bool) -> Any:
     """``u @ v^T`` for stacks of matrices, or the outer products of stacks of vectors."""
+    if vec and type(u) is np.ndarray and type(v) is np.ndarray and u.ndim == 1:
+        return LowRankArray.outer(u, v)  # kept factored: see core/lowrank.py
     if vec:
         return expand_dims(u, -1) * expand_dims(v, -2)
     return matmul(u, _mT(v))
