@@ -28,13 +28,13 @@ import timeit
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 import numpy
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hand  # noqa: E402 - the hand-written references beside this file
+from _machine import cpu_model, version  # noqa: E402
 
 # -- the functions being differentiated, written once for any NumPy-like namespace ---------
 
@@ -348,30 +348,12 @@ def _fmt(cell: Any) -> str:
     return f"{us:.2f}" if us < 10 else f"{us:.1f}" if us < 1000 else f"{us:,.0f}"
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def render(rows: list[Row], libs: Sequence[Library], argv: Sequence[str], opts) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     dists = dict.fromkeys(d for lib in (REFERENCE, *libs) for d in lib.dist)
     if "scipy" not in dists:
         dists["scipy"] = None
-    versions = ", ".join(f"{d} {_version(d)}" for d in dists)
+    versions = ", ".join(f"{d} {version(d)}" for d in dists)
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -386,8 +368,7 @@ def render(rows: list[Row], libs: Sequence[Library], argv: Sequence[str], opts) 
         "# scigrad benchmarks",
         "",
         f"- Date: {now}",
-        f"- Machine: {platform.platform()}, {_cpu_model()}, {os.cpu_count()} CPUs "
-        f"({usable} usable)",
+        f"- Machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs ({usable} usable)",
         f"- Python {platform.python_version()} ({platform.python_implementation()}); {versions}"
         + "".join(f"; {r}" for r in runtime),
         f"- Reproduce: `{command}` from the repository root "

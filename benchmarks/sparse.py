@@ -36,7 +36,6 @@ import time
 import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +47,9 @@ import scigrad as sg
 import scigrad.numpy as snp
 import scigrad.scipy.sparse as sp
 from scigrad.scipy.sparse.linalg import cg, spsolve
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _machine import cpu_model, version  # noqa: E402 - beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -520,24 +522,6 @@ def _ratio(a: Any, b: Any) -> str:
     return f"{a / b:.2f}×" if isinstance(a, float) and isinstance(b, float) else "—"
 
 
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 #: The targets are set for about 40k and 160k dofs; smaller runs (--quick) do not judge them.
 TARGET_DOFS = 30_000
 
@@ -576,9 +560,8 @@ def render(
         "# scigrad sparse benchmarks",
         "",
         f"- Date: {now}",
-        f"- Machine: {platform.platform()}, {_cpu_model()}, {os.cpu_count()} CPUs "
-        f"({usable} usable)",
-        f"- Python {platform.python_version()}; " + ", ".join(f"{d} {_version(d)}" for d in dists),
+        f"- Machine: {platform.platform()}, {cpu_model()}, {os.cpu_count()} CPUs ({usable} usable)",
+        f"- Python {platform.python_version()}; " + ", ".join(f"{d} {version(d)}" for d in dists),
         f"- Reproduce: `{shlex.join(['python', 'benchmarks/sparse.py', *argv])}` from the "
         f"repository root; this run took {seconds:.0f} s.",
         "- Method: float64; garbage collector enabled. Each time is a median per call. "

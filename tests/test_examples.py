@@ -4,36 +4,22 @@ refuses to time a wrong derivative."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(relpath: str, name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+from tests._modules import load_script
 
 
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
-    return _load("examples/newton_cg_fit.py", "_scigrad_example_newton_cg_fit")
+    return load_script("examples/newton_cg_fit.py", "_scigrad_example_newton_cg_fit")
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load("benchmarks/run.py", "_scigrad_benchmarks_run")
+    return load_script("benchmarks/run.py", "_scigrad_benchmarks_run")
 
 
 # -- examples/newton_cg_fit.py --------------------------------------------------------------

@@ -4,9 +4,6 @@ automatic gradient is the classic hand-written adjoint, and the benchmark writes
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import numpy
@@ -15,30 +12,18 @@ import scipy.sparse as sps
 import scipy.sparse.linalg as spla
 
 import scigrad as sg
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(relpath: str, name: str) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
+from tests._modules import load_script
 
 
 @pytest.fixture(scope="module")
 def topopt() -> ModuleType:
     # The benchmark loads the demo under this name too: one module object for both.
-    return _load("examples/topopt.py", "_scigrad_examples_topopt")
+    return load_script("examples/topopt.py", "_scigrad_examples_topopt")
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    return _load("benchmarks/sparse.py", "_scigrad_benchmarks_sparse")
+    return load_script("benchmarks/sparse.py", "_scigrad_benchmarks_sparse")
 
 
 def scipy_displacements(topopt: ModuleType, problem, x: numpy.ndarray) -> numpy.ndarray:
