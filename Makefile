@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[cholmod]" || echo "CHOLMOD not installed: sparse benchmarks use SuperLU"
 	$(PY) benchmarks/run.py --output BENCHMARKS.md
 	$(PY) benchmarks/sparse.py --output BENCHMARKS_SPARSE.md
+	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/matfun.py --output BENCHMARKS_MATFUN.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples

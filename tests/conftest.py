@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import scigrad.numpy.linalg  # noqa: F401 - register every library primitive
+import scigrad.scipy.linalg  # noqa: F401
 import scigrad.scipy.sparse.linalg  # noqa: F401
 import scigrad.scipy.special  # noqa: F401
 from scigrad.check import _check_grads

@@ -739,7 +739,9 @@ def _inverse_gaps(w: Any) -> Any:
     degenerate = np.abs(gaps) <= 8 * n * np.finfo(wc.dtype).eps * scale
     diff = expand_dims(w, -2) - expand_dims(w, -1)
     if not (degenerate & (_eye(n) == 0)).any():
-        return 1.0 / (diff + _eye(n)) - _eye(n)
+        # Dividing (1 - I) rather than subtracting I keeps the diagonal exactly 0, and its
+        # derivative too, when the eigenvalues are large.
+        return (1.0 - _eye(n)) / (diff + _eye(n))
     return where(degenerate, 0.0, 1.0 / where(degenerate, 1.0, diff))
 
 

@@ -1,5 +1,5 @@
 """Differentiable counterparts of SciPy subpackages: ``import scigrad.scipy.special``."""
 
-from . import sparse, special
+from . import linalg, sparse, special
 
-__all__ = ["sparse", "special"]
+__all__ = ["linalg", "sparse", "special"]
