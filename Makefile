@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo demo-fit bench lint clean
+.PHONY: test demo demo-fit demo-expm bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ demo-fit: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[demo]" || echo "matplotlib not installed: the demo runs without its plot"
 	$(PY) examples/newton_cg_fit.py
 
+demo-expm: $(STAMP)
+	$(PY) examples/linear_ode_fit.py
+
 bench: $(STAMP)
-	$(PY) -m pip install --quiet autograd jax torch==2.13.0 || echo "peers not installed: benchmarking scigrad alone"
+	$(PY) -m pip install --quiet autograd jax diffrax torch==2.13.0 || echo "peers not installed: benchmarking scigrad alone"
 	$(PY) -m pip install --quiet -e ".[cholmod]" || echo "CHOLMOD not installed: sparse benchmarks use SuperLU"
 	$(PY) benchmarks/run.py --output BENCHMARKS.md
 	$(PY) benchmarks/sparse.py --output BENCHMARKS_SPARSE.md
