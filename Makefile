@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo demo-fit demo-expm bench lint clean
+.PHONY: test demo demo-fit demo-expm demo-jit bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo-fit: $(STAMP)
 
 demo-expm: $(STAMP)
 	$(PY) examples/linear_ode_fit.py
+
+demo-jit: $(STAMP)
+	$(PY) examples/material_tangents.py
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet autograd jax diffrax torch==2.13.0 || echo "peers not installed: benchmarking scigrad alone"

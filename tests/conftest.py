@@ -15,8 +15,11 @@ import scigrad.scipy.sparse.linalg  # noqa: F401
 import scigrad.scipy.special  # noqa: F401
 from scigrad.check import _check_grads
 from scigrad.core.forward import JVPTrace
+from scigrad.core.graph import TracedControlFlowError
 from scigrad.core.primitive import primitives
 from scigrad.core.reverse import ReverseTrace
+from scigrad.jit import NotCompilableError
+from scigrad.jit._check import check_lowering
 
 settings.register_profile(
     "ci",
@@ -48,12 +51,29 @@ JVPTrace.process = _recording(JVPTrace.process)
 _original_check = _check_grads._check
 
 
-def _check_recording(*args, **kwargs):
+#: Primitives whose lowering to compiled code (sg.jit) matched eager evaluation, and the
+#: reasons the others were not compiled, over every outermost check_grads call.
+JIT_CHECKED: set[str] = set()
+JIT_NOT_COMPILED: dict[str, str] = {}
+
+
+def _check_recording(f, args, *rest, **kwargs):
     _inside_check[0] += 1
     try:
-        return _original_check(*args, **kwargs)
+        result = _original_check(f, args, *rest, **kwargs)
+        if _inside_check[0] == 1 and os.environ.get("SCIGRAD_CHECK_JIT", "1") != "0":
+            _check_through_jit(f, args)
+        return result
     finally:
         _inside_check[0] -= 1
+
+
+def _check_through_jit(f, args):
+    """Every function checked by check_grads is also lowered for sg.jit and compared."""
+    try:
+        JIT_CHECKED.update(check_lowering(f, args))
+    except (NotCompilableError, TracedControlFlowError) as exc:
+        JIT_NOT_COMPILED.setdefault(type(exc).__name__, str(exc))
 
 
 _check_grads._check = _check_recording

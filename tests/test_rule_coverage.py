@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import CHECKED_PRIMITIVES, LIBRARY_PRIMITIVES
+from scigrad.jit._lower import is_lowerable
+from tests.conftest import CHECKED_PRIMITIVES, JIT_CHECKED, LIBRARY_PRIMITIVES
 
 
 def _library_primitives():
@@ -28,3 +29,17 @@ def test_every_differentiable_primitive_is_checked(request):
         n for n, p in _library_primitives().items() if not p.nondiff and n not in CHECKED_PRIMITIVES
     )
     assert not unchecked, f"differentiable primitives never run under check_grads: {unchecked}"
+
+
+def test_every_compilable_primitive_is_checked_through_jit(request):
+    """conftest.py lowers every function given to check_grads (value, VJP and JVP) for
+    sg.jit and compares with eager evaluation; every primitive that is not deliberately
+    left to eager mode must have gone through that comparison."""
+    if not getattr(request.session, "scigrad_full_suite", False):
+        pytest.skip("run the whole suite to check jit coverage")
+    unchecked = sorted(
+        n
+        for n, p in _library_primitives().items()
+        if not p.nondiff and is_lowerable(n) and n not in JIT_CHECKED
+    )
+    assert not unchecked, f"primitives never compared through sg.jit's lowering: {unchecked}"

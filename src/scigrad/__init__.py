@@ -21,7 +21,9 @@ from .core import (
     stop_gradient,
     value_and_grad,
     vjp,
+    vmap,
 )
+from .core.control import cond, fori_loop, scan
 from .core.lowrank import LowRankArray
 from .core.tree import (
     register_dataclass,
@@ -30,27 +32,38 @@ from .core.tree import (
     tree_map,
     tree_unflatten,
 )
+from .jit import jit
+from .sparsity import hessian_sparsity, jacobian_sparsity, sparse_hessian, sparse_jacobian
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LowRankArray",
     "check_grads",
+    "cond",
     "custom_jvp",
     "custom_vjp",
     "eval_shape",
+    "fori_loop",
     "grad",
     "hessian",
+    "hessian_sparsity",
     "hvp",
     "jacfwd",
+    "jacobian_sparsity",
     "jacrev",
+    "jit",
     "jvp",
     "register_dataclass",
     "register_pytree_node",
+    "scan",
+    "sparse_hessian",
+    "sparse_jacobian",
     "stop_gradient",
     "tree_flatten",
     "tree_map",
     "tree_unflatten",
     "value_and_grad",
     "vjp",
+    "vmap",
 ]

@@ -1,5 +1,6 @@
 """The engine: primitives, traces (interpreters) and transformations."""
 
+from .batching import vmap
 from .custom import custom_jvp, custom_vjp, stop_gradient
 from .primitive import Primitive, ShapeDtype, Tracer, primitives
 from .shape import eval_shape
@@ -25,4 +26,5 @@ __all__ = [
     "stop_gradient",
     "value_and_grad",
     "vjp",
+    "vmap",
 ]

@@ -5,7 +5,8 @@ A primitive bundles, in one place, everything scigrad knows about an operation:
 * ``impl``   -- evaluation on plain NumPy/SciPy values;
 * ``shape``  -- the shape rule: output ``ShapeDtype`` from input ``ShapeDtype``s;
 * ``jvps``   -- forward-mode rules, one per positional argument, or one joint ``jvp``;
-* ``vjps``   -- reverse-mode rules, one per positional argument, or one joint ``vjp``.
+* ``vjps``   -- reverse-mode rules, one per positional argument, or one joint ``vjp``;
+* ``batch``  -- the batching rule used by ``vmap`` (optional: see :mod:`scigrad.core.batching`).
 
 Arrays are positional arguments; static metadata (axes, shapes, indices) are keyword
 parameters. Rules are written with scigrad operations, so a rule applied to traced values
@@ -180,6 +181,7 @@ class Primitive:
         "jvp_joint",
         "vjps",
         "vjp_joint",
+        "batch",
         "nondiff",
         "multiple_results",
         "bind",
@@ -201,6 +203,8 @@ class Primitive:
         self.jvp_joint: Callable | None = None
         self.vjps: tuple[Callable, ...] = ()
         self.vjp_joint: Callable | None = None
+        #: Batching rule ``rule(vals, dims, **params) -> (out, out_dim)``; None: the generic one.
+        self.batch: Callable | None = None
         self.nondiff = nondiff
         self.multiple_results = multiple_results
         #: Apply the primitive: the public function of the operation (``sin = sin_p.bind``).
@@ -250,6 +254,18 @@ class Primitive:
         cotangent per argument; ``needs[i]`` says whether argument ``i`` wants one. Use it
         when arguments share work (a factorization, an adjoint solve)."""
         self.vjp_joint = rule
+
+    def defbatch(self, rule: Callable) -> None:
+        """The batching rule of ``vmap``: ``rule(vals, dims, **params) -> (out, out_dim)``.
+
+        ``vals`` are the positional arguments, ``dims[i]`` the batch axis of ``vals[i]``
+        (None: not batched; at least one is batched); the rule returns the batched result
+        and its batch axis (tuples of both for multiple results). Write it with scigrad
+        operations, like the other rules. Without one, a primitive whose shape rule is a
+        registered broadcasting rule is batched by broadcasting, and any other by a loop
+        over the batch (correct, slow): see :mod:`scigrad.core.batching`.
+        """
+        self.batch = rule
 
     def _or_missing(self, rule: Callable | None, kind: str, argnum: int) -> Callable:
         if rule is not None:

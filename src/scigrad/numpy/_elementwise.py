@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import broadcasting_rule
 from ..core.primitive import Primitive
 from ._util import (
     broadcast_like,
@@ -263,12 +264,24 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
     return a
 
 
-nonzero = Primitive(
+nonzero_p = Primitive(
     "nonzero",
     np.nonzero,
     nondiff=True,
     shape=lambda x: _value_dependent("nonzero"),
-).bind
+)
+
+
+def _nonzero_batch(vals: list, dims: list) -> Any:
+    raise ValueError(
+        "nonzero (and where(condition) with one argument) cannot be batched by vmap: the "
+        "number of indices differs between batch entries. Use where(condition, x, y) or "
+        "a mask instead."
+    )
+
+
+nonzero_p.defbatch(_nonzero_batch)
+nonzero = nonzero_p.bind
 
 
 def _value_dependent(name: str) -> Any:
@@ -286,6 +299,7 @@ round_p = Primitive(
     nondiff=True,
     shape=lambda a, decimals=0: elementwise_shape(a),
 )
+round_p.defbatch(broadcasting_rule(round_p))
 around = round
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import batch_size, broadcast_batched, move_axis
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._util import broadcast_like, dtype_of, shape_of, unbroadcast
 
@@ -87,9 +88,37 @@ def _indexed_shape(x: ShapeDtype, *, idx) -> ShapeDtype:
     return ShapeDtype(_probe(x.shape)[idx].shape, x.dtype)
 
 
+_ADVANCED = (np.ndarray, np.bool_)
+_INTEGERS = (int, np.integer)
+
+
+def batched_index(idx: tuple) -> tuple[tuple, int]:
+    """``idx`` for a batch with its batch axis first, and where the batch axis lands in the
+    result: first, unless advanced indices separated by a basic one move to the front
+    (NumPy's rule), then right after them."""
+    arrays = False
+    advanced = []
+    for k, i in enumerate(idx):
+        if isinstance(i, _ADVANCED):
+            arrays = True
+            advanced.append(k)
+        elif isinstance(i, _INTEGERS):
+            advanced.append(k)
+    new = (slice(None), *idx)
+    if not arrays or advanced[-1] - advanced[0] == len(advanced) - 1:
+        return new, 0
+    return new, len(np.broadcast_shapes(*(np.shape(idx[k]) for k in advanced)))
+
+
+def _getitem_batch(vals: list, dims: list, *, idx: tuple) -> tuple[Any, int]:
+    new, out_dim = batched_index(idx)
+    return getitem_p.bind(move_axis(vals[0], dims[0], 0), idx=new), out_dim
+
+
 getitem_p = Primitive("getitem", lambda x, *, idx: x[idx], shape=_indexed_shape)
 getitem_p.defjvp(lambda t, ans, x, *, idx: getitem_p.bind(t, idx=idx))
 getitem_p.defvjp(lambda g, ans, x, *, idx: unindex_p.bind(g, idx=idx, shape=shape_of(x)))
+getitem_p.defbatch(_getitem_batch)
 
 
 def _unindex_impl(g: Any, *, idx: tuple, shape: tuple[int, ...]) -> np.ndarray:
@@ -107,6 +136,44 @@ unindex_p = Primitive(
 )
 unindex_p.defjvp(lambda t, ans, g, *, idx, shape: unindex_p.bind(t, idx=idx, shape=shape))
 unindex_p.defvjp(lambda ct, ans, g, *, idx, shape: getitem_p.bind(ct, idx=idx))
+
+
+def _unindex_batch(vals: list, dims: list, *, idx: tuple, shape: tuple) -> tuple[Any, int]:
+    # g is batched like the getitem it transposes: its batch axis where getitem puts it.
+    new, at = batched_index(idx)
+    g = move_axis(vals[0], dims[0], at)
+    return unindex_p.bind(g, idx=new, shape=(shape_of(g)[at], *shape)), 0
+
+
+unindex_p.defbatch(_unindex_batch)
+
+
+def _scatter_batch(prim: Primitive):
+    """Batching rule of ``scatter_*(operand, updates, idx)``: the operand batched first, the
+    updates shaped to broadcast against the batched selection ``operand[(:, *idx)]``."""
+
+    def rule(vals: list, dims: list, *, idx: tuple) -> tuple[Any, int]:
+        (op, up), (d_op, d_up) = vals, dims
+        size = batch_size(vals, dims)
+        op = broadcast_batched(op, size) if d_op is None else move_axis(op, d_op, 0)
+        new, at = batched_index(idx)
+        sel = _probe(shape_of(op)[1:])[idx].ndim
+        us = shape_of(up)
+        if d_up is not None:
+            up = move_axis(up, d_up, 0)
+            us = us[:d_up] + us[d_up + 1 :]
+        while len(us) > sel and us[0] == 1:  # leading length-1 axes broadcast away
+            us = us[1:]
+        if len(us) > sel:
+            raise ValueError(f"{prim.name}: updates of shape {us} do not fit the selection")
+        # Unbatched updates that only meet the axes after the batch axis broadcast as they are.
+        if d_up is not None or len(us) > sel - at:
+            full = (1,) * (sel - len(us)) + us
+            up = _reshape(up, (size if d_up is not None else 1, *full))
+            up = move_axis(up, 0, at)
+        return prim.bind(op, up, idx=new), 0
+
+    return rule
 
 
 def _scatter_add_impl(operand: Any, updates: Any, *, idx: tuple) -> np.ndarray:
@@ -135,6 +202,7 @@ scatter_add_p.defvjp(
         getitem_p.bind(g, idx=idx), shape_of(updates)
     ),
 )
+scatter_add_p.defbatch(_scatter_batch(scatter_add_p))
 
 
 def _scatter_set_impl(operand: Any, updates: Any, *, idx: tuple) -> np.ndarray:
@@ -180,11 +248,18 @@ scatter_set_p.defvjp(
     lambda g, ans, operand, updates, *, idx: scatter_set_p.bind(g, 0.0, idx=idx),
     _scatter_set_vjp_updates,
 )
+scatter_set_p.defbatch(_scatter_batch(scatter_set_p))
 
 
 # -- multiplicative and min/max scatters --------------------------------------------------
 def _concrete(x: Any) -> Any:
     return x.concrete() if isinstance(x, Tracer) else np.asarray(x)
+
+
+def _reshape(x: Any, shape: tuple[int, ...]) -> Any:
+    from ._shape import reshape
+
+    return reshape(x, shape)
 
 
 def _positions(shape: tuple[int, ...], idx: tuple) -> np.ndarray:
@@ -284,6 +359,7 @@ scatter_mul_p.defjvp(
     _scatter_mul_jvp_updates,
 )
 scatter_mul_p.defvjp(_scatter_mul_vjp_operand, _scatter_mul_vjp_updates)
+scatter_mul_p.defbatch(_scatter_batch(scatter_mul_p))
 
 
 def _chooser_weights(ans: Any, operand: Any, updates: Any, idx: tuple) -> tuple:
@@ -326,6 +402,7 @@ def _scatter_chooser(name: str, ufunc: np.ufunc) -> Primitive:
     p = Primitive(name, impl, shape=lambda operand, updates, *, idx: operand)
     p.defjvp(jvp_operand, jvp_updates)
     p.defvjp(vjp_operand, vjp_updates)
+    p.defbatch(_scatter_batch(p))
     return p
 
 

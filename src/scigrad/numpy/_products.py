@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import move_axis
 from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._reductions import sum_p
@@ -128,6 +129,60 @@ matmul_p.defjvp(
     lambda t, ans, a, b: matmul_p.bind(a, t),
 )
 matmul_p.defvjp(_matmul_vjp_a, _matmul_vjp_b)
+
+
+def _matmul_batch(vals: list, dims: list) -> tuple[Any, int]:
+    (a, b), (da, db) = vals, dims
+    if da is not None:
+        a = move_axis(a, da, 0)
+    if db is not None:
+        b = move_axis(b, db, 0)
+    sa, sb = shape_of(a), shape_of(b)
+    na, nb = len(sa) - (da is not None), len(sb) - (db is not None)
+    size = sa[0] if da is not None else sb[0]
+    if na == 1 and nb == 1:  # inner products
+        if da is None:
+            return matmul_p.bind(b, a), 0
+        if db is None:
+            return matmul_p.bind(a, b), 0
+        return sum_p.bind(a * b, axis=(1,), keepdims=False), 0
+    if nb == 1:  # matrices times vectors
+        if db is None:
+            return matmul_p.bind(a, b), 0
+        if da is None and na == 2:  # one matrix times a batch of vectors: one product
+            return matmul_p.bind(a, _t2(b)), 1
+        col = _reshape(b, (size,) + (1,) * (na - 2) + (sb[-1], 1))
+        a = _pad_batch(a, na - 2, na - 2) if da is not None else a
+        out = matmul_p.bind(a, col)
+        return _reshape(out, shape_of(out)[:-1]), 0
+    if na == 1:  # vectors times matrices
+        if da is None or (db is None and nb == 2):
+            return matmul_p.bind(a, b), 0
+        row = _reshape(a, (size,) + (1,) * (nb - 2) + (1, sa[-1]))
+        b = _pad_batch(b, nb - 2, nb - 2) if db is not None else b
+        out = matmul_p.bind(row, b)
+        s = shape_of(out)
+        return _reshape(out, s[:-2] + s[-1:]), 0
+    if db is None and nb == 2:  # a batch of matrices times one matrix: one product
+        out = matmul_p.bind(_reshape(a, (_prod(sa[:-1]), sa[-1])), b)
+        return _reshape(out, sa[:-1] + sb[-1:]), 0
+    nbat = max(na, nb) - 2
+    if da is not None:
+        a = _pad_batch(a, na - 2, nbat)
+    if db is not None:
+        b = _pad_batch(b, nb - 2, nbat)
+    return matmul_p.bind(a, b), 0
+
+
+def _pad_batch(x: Any, nbat: int, target: int) -> Any:
+    """A batch (axis 0) of stacks with ``nbat`` stack axes, given ``target`` stack axes."""
+    if nbat == target:
+        return x
+    s = shape_of(x)
+    return _reshape(x, s[:1] + (1,) * (target - nbat) + s[1:])
+
+
+matmul_p.defbatch(_matmul_batch)
 
 # The primitive's caller itself: ``A @ x`` is the hot path, so no wrapper around it.
 matmul = matmul_p.bind
@@ -340,6 +395,25 @@ einsum_p.defjvp_joint(_einsum_jvp)
 einsum_p.defvjp_joint(_einsum_vjp)
 
 
+def _einsum_batch(vals: list, dims: list, *, subscripts: str, optimize: Any) -> tuple[Any, int]:
+    # A fresh subscript for the batch axis, placed first in the batched operands and output.
+    ins, out = _split_subscripts(subscripts)
+    c = next(ch for ch in _LETTERS if ch not in subscripts)
+    ops, terms = [], []
+    for x, d, term in zip(vals, dims, ins, strict=True):
+        if d is None:
+            ops.append(x)
+            terms.append(term)
+        else:
+            ops.append(move_axis(x, d, 0))
+            terms.append(c + term)
+    sub = ",".join(terms) + "->" + c + out
+    return einsum_p.bind(*ops, subscripts=sub, optimize=optimize), 0
+
+
+einsum_p.defbatch(_einsum_batch)
+
+
 def _interleaved(args: tuple) -> tuple[str, list]:
     """``einsum(op0, sublist0, op1, sublist1, ..., [sublistout])`` as a subscripts string."""
 
@@ -509,6 +583,14 @@ trace_p = Primitive(
 )
 trace_p.defjvp(lambda t, ans, x, **p: trace_p.bind(t, **p))
 trace_p.defvjp(_trace_vjp)
+trace_p.defbatch(
+    lambda vals, dims, *, offset, axis1, axis2: (
+        trace_p.bind(
+            move_axis(vals[0], dims[0], 0), offset=offset, axis1=axis1 + 1, axis2=axis2 + 1
+        ),
+        0,
+    )
+)
 
 
 def trace(

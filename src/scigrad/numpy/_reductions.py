@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import move_axis
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from . import _elementwise as _ew
 from . import _indexing as _ix
 from . import _shape as _sh
-from ._util import dtype_of, normalize_axis, shape_of
+from ._util import axes_batch_rule, dtype_of, normalize_axis, shape_of
 
 _ARRAY = (np.ndarray, Tracer)
 
@@ -110,6 +111,7 @@ sum_p = Primitive(
 )
 sum_p.defjvp(lambda t, ans, x, *, axis, keepdims: sum_p.bind(t, axis=axis, keepdims=keepdims))
 sum_p.defvjp(_sum_vjp)
+sum_p.defbatch(axes_batch_rule(sum_p, "axis"))
 
 
 def sum(a: Any, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
@@ -210,6 +212,7 @@ prod_p.defvjp(
         _full_cotangent(g, x, axis, keepdims) * _others_product(x, axis)
     )
 )
+prod_p.defbatch(axes_batch_rule(prod_p, "axis"))
 
 
 def prod(
@@ -224,17 +227,17 @@ def prod(
 
 
 # -- max, min ----------------------------------------------------------------------------------
-def _tie_weights(ans: Any, x: Any, axis: tuple[int, ...] | None, keepdims: bool) -> np.ndarray:
-    """Plain array over ``x``: ``1/k`` where the extremum is attained ``k`` times, else 0."""
-    xc = _concrete(x)
-    ac = _concrete(ans)
-    if not keepdims:
-        ac = np.reshape(ac, _reduced_shape(np.shape(xc), axis, True))
-    hit = np.asarray(xc == ac)
-    if dtype_of(xc).kind == "f":
-        hit |= np.isnan(xc) & np.isnan(ac)
-    w = hit / np.add.reduce(hit, axis=axis, keepdims=True)
-    return w.astype(_float_dtype(x), copy=False)
+def _tie_weights(ans: Any, x: Any, axis: tuple[int, ...] | None, keepdims: bool) -> Any:
+    """Weights over ``x``: ``1/k`` where the extremum is attained ``k`` times, else 0. Built
+    from comparisons (no derivative), so it is recorded in captured graphs too."""
+    from ._elementwise import equal, isnan, logical_and, logical_or
+
+    full = ans if keepdims else _sh.reshape(ans, _reduced_shape(shape_of(x), axis, True))
+    hit = equal(x, full)
+    if dtype_of(x).kind == "f":
+        hit = logical_or(hit, logical_and(isnan(x), isnan(full)))
+    hit = hit.astype(_float_dtype(x))
+    return hit / sum_p.bind(hit, axis=axis, keepdims=True)
 
 
 def _extremum(name: str, ufunc: np.ufunc) -> Primitive:
@@ -253,6 +256,7 @@ def _extremum(name: str, ufunc: np.ufunc) -> Primitive:
             _full_cotangent(g, x, axis, keepdims) * _tie_weights(ans, x, axis, keepdims)
         )
     )
+    p.defbatch(axes_batch_rule(p, "axis"))
     return p
 
 
@@ -445,6 +449,7 @@ cumsum_p.defjvp(lambda t, ans, x, *, axis, reverse: cumsum_p.bind(t, axis=axis, 
 cumsum_p.defvjp(
     lambda g, ans, x, *, axis, reverse: cumsum_p.bind(g, axis=axis, reverse=not reverse)
 )
+cumsum_p.defbatch(axes_batch_rule(cumsum_p, "axis"))
 
 
 def _accumulation_input(a: Any, axis: Any, dtype: Any) -> tuple[Any, int]:
@@ -517,6 +522,7 @@ sort_p = Primitive(
 )
 sort_p.defjvp(_sort_jvp)
 sort_p.defvjp(_sort_vjp)
+sort_p.defbatch(axes_batch_rule(sort_p, "axis"))
 
 
 def _sort_input(a: Any, axis: Any) -> tuple[Any, int]:
@@ -543,6 +549,7 @@ argsort_p = Primitive(
     shape=lambda x, *, axis, kind: ShapeDtype(x.shape, np.dtype(np.intp)),
     nondiff=True,
 )
+argsort_p.defbatch(axes_batch_rule(argsort_p, "axis"))
 
 
 def argsort(
@@ -556,7 +563,7 @@ def argsort(
 
 
 def _arg_extremum(name: str, f: Any) -> Primitive:
-    return Primitive(
+    p = Primitive(
         name,
         lambda x, *, axis, keepdims: f(x, axis=axis, keepdims=keepdims),
         shape=lambda x, *, axis, keepdims: ShapeDtype(
@@ -565,6 +572,17 @@ def _arg_extremum(name: str, f: Any) -> Primitive:
         ),
         nondiff=True,
     )
+
+    def batch(vals: list, dims: list, *, axis: int | None, keepdims: bool) -> tuple[Any, int]:
+        x = move_axis(vals[0], dims[0], 0)
+        if axis is not None:
+            return p.bind(x, axis=axis + 1, keepdims=keepdims), 0
+        s = shape_of(x)  # the index into each flattened entry
+        out = p.bind(_shape.reshape(x, (s[0], -1)), axis=1, keepdims=False)
+        return (_shape.reshape(out, s[:1] + (1,) * (len(s) - 1)) if keepdims else out), 0
+
+    p.defbatch(batch)
+    return p
 
 
 argmax_p = _arg_extremum("argmax", np.argmax)
@@ -596,12 +614,14 @@ all_p = Primitive(
     shape=_bool_reduction_shape,
     nondiff=True,
 )
+all_p.defbatch(axes_batch_rule(all_p, "axis"))
 any_p = Primitive(
     "any",
     lambda x, *, axis, keepdims: np.logical_or.reduce(x, axis=axis, keepdims=keepdims),
     shape=_bool_reduction_shape,
     nondiff=True,
 )
+any_p.defbatch(axes_batch_rule(any_p, "axis"))
 
 
 def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
@@ -624,6 +644,7 @@ count_nonzero_p = Primitive(
     ),
     nondiff=True,
 )
+count_nonzero_p.defbatch(axes_batch_rule(count_nonzero_p, "axis"))
 
 
 def count_nonzero(a: Any, axis: Any = None, *, keepdims: bool = False) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import batch_size, broadcast_batched, move_axis
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._util import dtype_of, shape_of, unbroadcast
 
@@ -69,6 +70,18 @@ broadcast_to_p.defjvp(lambda t, ans, x, *, shape: broadcast_to_p.bind(t, shape=s
 broadcast_to_p.defvjp(lambda g, ans, x, *, shape: unbroadcast(g, shape_of(x)))
 
 
+def _broadcast_to_batch(vals: list, dims: list, *, shape: tuple[int, ...]) -> tuple[Any, int]:
+    x = move_axis(vals[0], dims[0], 0)
+    s = shape_of(x)
+    pad = len(shape) - (len(s) - 1)
+    if pad:
+        x = reshape_p.bind(x, shape=s[:1] + (1,) * pad + s[1:])
+    return broadcast_to_p.bind(x, shape=(s[0], *shape)), 0
+
+
+broadcast_to_p.defbatch(_broadcast_to_batch)
+
+
 def broadcast_to(array: Any, shape: Any) -> Any:
     """``array`` broadcast to ``shape`` (a new array, not a read-only view)."""
     shape = _as_shape(shape)
@@ -96,6 +109,14 @@ reshape_p = Primitive(
 )
 reshape_p.defjvp(lambda t, ans, x, *, shape: reshape_p.bind(t, shape=shape))
 reshape_p.defvjp(lambda g, ans, x, *, shape: reshape_p.bind(g, shape=shape_of(x)))
+
+
+def _reshape_batch(vals: list, dims: list, *, shape: tuple[int, ...]) -> tuple[Any, int]:
+    x = move_axis(vals[0], dims[0], 0)
+    return reshape_p.bind(x, shape=(shape_of(x)[0], *shape)), 0
+
+
+reshape_p.defbatch(_reshape_batch)
 
 
 def _as_shape(shape: Any) -> tuple[int, ...]:
@@ -207,6 +228,13 @@ transpose_p.defjvp(lambda t, ans, x, *, axes: transpose_p.bind(t, axes=axes))
 transpose_p.defvjp(
     lambda g, ans, x, *, axes: transpose_p.bind(g, axes=tuple(int(i) for i in np.argsort(axes)))
 )
+# The batch axis d goes first; axis a of an entry is axis a + (a >= d) of the batch.
+transpose_p.defbatch(
+    lambda vals, dims, *, axes: (
+        transpose_p.bind(vals[0], axes=(dims[0], *(a + (a >= dims[0]) for a in axes))),
+        0,
+    )
+)
 
 
 def transpose(a: Any, axes: Any = None) -> Any:
@@ -285,6 +313,18 @@ concatenate_p = Primitive(
 )
 concatenate_p.defjvp_joint(_concat_jvp)
 concatenate_p.defvjp_joint(_concat_vjp)
+
+
+def _concat_batch(vals: list, dims: list, *, axis: int) -> tuple[Any, int]:
+    size = batch_size(vals, dims)
+    xs = [
+        broadcast_batched(x, size) if d is None else move_axis(x, d, 0)
+        for x, d in zip(vals, dims, strict=True)
+    ]
+    return concatenate_p.bind(*xs, axis=axis + 1), 0
+
+
+concatenate_p.defbatch(_concat_batch)
 
 
 def concatenate(arrays: Any, axis: int | None = 0, out: Any = None, *, dtype: Any = None) -> Any:
@@ -389,6 +429,12 @@ def _split_vjp(g: tuple, ans: Any, needs: list, x: Any, *, axis: int, bounds: tu
 split_p = Primitive("split", _split_impl, shape=_split_shape, multiple_results=True)
 split_p.defjvp_joint(_split_jvp)
 split_p.defvjp_joint(_split_vjp)
+split_p.defbatch(
+    lambda vals, dims, *, axis, bounds: (
+        split_p.bind(move_axis(vals[0], dims[0], 0), axis=axis + 1, bounds=bounds),
+        (0,) * len(bounds),
+    )
+)
 
 
 def _split(ary: Any, indices_or_sections: Any, axis: int, equal: bool) -> list:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import broadcasting_rule
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from . import _elementwise as ew
 from ._indexing import IndexUpdateHelper, getitem, getitem_p
@@ -58,6 +59,8 @@ _astype_nondiff = Primitive(
     shape=lambda x, *, dtype: ShapeDtype(x.shape, np.dtype(dtype)),
     nondiff=True,
 )
+astype_p.defbatch(broadcasting_rule(astype_p))
+_astype_nondiff.defbatch(broadcasting_rule(_astype_nondiff))
 
 
 def astype(x: Any, dtype: Any) -> Any:

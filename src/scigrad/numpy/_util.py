@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batching import BROADCASTING_SHAPE_RULES, move_axis
 from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 
@@ -20,6 +21,7 @@ __all__ = [
     "broadcast_like",
     "normalize_axis",
     "export",
+    "axes_batch_rule",
 ]
 
 
@@ -51,6 +53,31 @@ def predicate_shape(*avals: Any) -> ShapeDtype:
     """Shape rule of a broadcasting comparison or logical test: boolean result."""
     shapes, _ = _aval_parts(avals)
     return ShapeDtype(np.broadcast_shapes(*shapes), np.dtype(bool))
+
+
+# Batched by broadcasting under vmap (see scigrad.core.batching).
+BROADCASTING_SHAPE_RULES.update((elementwise_shape, predicate_shape))
+
+
+def axes_batch_rule(prim: Primitive, *names: str) -> Callable:
+    """The batching rule of a one-array primitive whose parameters ``names`` are axes of
+    its input (an int, a tuple of non-negative ints, or None for all axes): the batch axis
+    goes first and the axes shift by one."""
+
+    def rule(vals: list, dims: list, **params: Any) -> tuple[Any, int]:
+        x = move_axis(vals[0], dims[0], 0)
+        nd = len(shape_of(x))
+        for n in names:
+            a = params[n]
+            if a is None:
+                params[n] = tuple(range(1, nd))
+            elif isinstance(a, tuple):
+                params[n] = tuple(i + 1 for i in a)
+            else:
+                params[n] = a + 1
+        return prim.bind(x, **params), 0
+
+    return rule
 
 
 def normalize_axis(axis: Any, ndim: int) -> tuple[int, ...] | None:

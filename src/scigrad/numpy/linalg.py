@@ -28,6 +28,7 @@ import numpy as np
 from numpy.linalg import LinAlgError
 from scipy.linalg import get_lapack_funcs
 
+from ..core.batching import move_axis
 from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._elementwise import abs as abs_
@@ -39,7 +40,7 @@ from ._reductions import min as min_
 from ._reductions import sum as sum_
 from ._shape import broadcast_to, expand_dims, reshape, transpose
 from ._tracer_methods import astype
-from ._util import dtype_of, normalize_axis, shape_of, unbroadcast
+from ._util import axes_batch_rule, dtype_of, normalize_axis, shape_of, unbroadcast
 
 __all__ = [
     "LinAlgError",
@@ -204,6 +205,44 @@ def _sym_from_triangle_T(g: Any, lower: bool) -> Any:
     return g * full + _mT(g) * strict
 
 
+def _stacked_batch(prim: Primitive) -> Any:
+    """Batching rule of a function of one stack of matrices: the batch is one more stack
+    axis, put first."""
+
+    def rule(vals: list, dims: list, **params: Any) -> tuple[Any, Any]:
+        out = prim.bind(move_axis(vals[0], dims[0], 0), **params)
+        return out, ((0,) * len(out) if prim.multiple_results else 0)
+
+    return rule
+
+
+def _leading_batch(prim: Primitive, cores: Any) -> Any:
+    """Batching rule of a function of several stacks whose stack axes broadcast (operand
+    ``i`` has ``cores(**params)[i]`` matrix/vector axes): each batched operand gets its batch
+    axis first and length-1 stack axes up to the longest stack, so the batch axes line up."""
+
+    def rule(vals: list, dims: list, **params: Any) -> tuple[Any, int]:
+        core = cores(**params)
+        ranks = [
+            len(shape_of(v)) - (d is not None) - c
+            for v, d, c in zip(vals, dims, core, strict=True)
+            if v is not None
+        ]
+        top = max(ranks)
+        args = []
+        for v, d, c in zip(vals, dims, core, strict=True):
+            if d is not None:
+                v = move_axis(v, d, 0)
+                s = shape_of(v)
+                pad = top - (len(s) - 1 - c)
+                if pad:
+                    v = reshape(v, s[:1] + (1,) * pad + s[1:])
+            args.append(v)
+        return prim.bind(*args, **params), 0
+
+    return rule
+
+
 _LAPACK: dict[tuple[str, str], Any] = {}
 
 
@@ -257,6 +296,7 @@ lu_factor_p = Primitive(
     nondiff=True,
     multiple_results=True,
 )
+lu_factor_p.defbatch(_stacked_batch(lu_factor_p))
 
 
 def _batched_solve(a: Any, b: np.ndarray, trans: int, vec: bool) -> np.ndarray:
@@ -356,6 +396,7 @@ def _lu_solve_vjp(g, ans, needs, a, lu, piv, b, *, trans: int, vec: bool) -> lis
 lu_solve_p = Primitive("lu_solve", _lu_solve_impl, shape=_lu_solve_shape)
 lu_solve_p.defjvp_joint(_lu_solve_jvp)
 lu_solve_p.defvjp_joint(_lu_solve_vjp)
+lu_solve_p.defbatch(_leading_batch(lu_solve_p, lambda trans, vec: (2, 2, 1, 1 if vec else 2)))
 
 
 def solve(a: Any, b: Any) -> Any:
@@ -455,6 +496,7 @@ trisolve_p = Primitive(
 )
 trisolve_p.defjvp_joint(_trisolve_jvp)
 trisolve_p.defvjp_joint(_trisolve_vjp)
+trisolve_p.defbatch(_leading_batch(trisolve_p, lambda lower, trans: (2, 2)))
 
 
 # -- inv ------------------------------------------------------------------------------------------
@@ -474,6 +516,7 @@ def _inv_impl(a: Any) -> np.ndarray:
 inv_p = Primitive("inv", _inv_impl, shape=lambda a: ShapeDtype(a.shape, _float_dtype(a.dtype)))
 inv_p.defjvp(lambda t, ans, a: -matmul(matmul(ans, t), ans))
 inv_p.defvjp(lambda g, ans, a: -matmul(matmul(_mT(ans), g), _mT(ans)))
+inv_p.defbatch(_stacked_batch(inv_p))
 
 
 def inv(a: Any) -> Any:
@@ -604,6 +647,7 @@ adjugate_p = Primitive(
 )
 adjugate_p.defjvp(_adjugate_jvp)
 adjugate_p.defvjp(_adjugate_vjp)
+adjugate_p.defbatch(_stacked_batch(adjugate_p))
 
 det_p = Primitive(
     "det",
@@ -612,6 +656,7 @@ det_p = Primitive(
 )
 det_p.defjvp(lambda t, ans, a: sum_(_mT(adjugate_p.bind(a)) * t, axis=(-2, -1)))
 det_p.defvjp(lambda g, ans, a: _matrix_scalar(g) * _mT(adjugate_p.bind(a)))
+det_p.defbatch(_stacked_batch(det_p))
 
 
 def det(a: Any) -> Any:
@@ -653,6 +698,7 @@ slogdet_p = Primitive(
 )
 slogdet_p.defjvp_joint(_slogdet_jvp)
 slogdet_p.defvjp_joint(_slogdet_vjp)
+slogdet_p.defbatch(_stacked_batch(slogdet_p))
 
 
 def slogdet(a: Any) -> SlogdetResult:
@@ -708,6 +754,7 @@ cholesky_p = Primitive(
 )
 cholesky_p.defjvp(_cholesky_jvp)
 cholesky_p.defvjp(_cholesky_vjp)
+cholesky_p.defbatch(_stacked_batch(cholesky_p))
 
 
 def cholesky(a: Any, /, *, upper: bool = False) -> Any:
@@ -772,6 +819,7 @@ eigh_p = Primitive(
 )
 eigh_p.defjvp_joint(_eigh_jvp)
 eigh_p.defvjp_joint(_eigh_vjp)
+eigh_p.defbatch(_stacked_batch(eigh_p))
 
 
 def _check_uplo(UPLO: str) -> str:
@@ -885,6 +933,7 @@ def _svd_vjp(g, ans, needs, a) -> list:
 svd_p = Primitive("svd", _svd_impl, shape=_svd_shape, multiple_results=True)
 svd_p.defjvp_joint(_svd_jvp)
 svd_p.defvjp_joint(_svd_vjp)
+svd_p.defbatch(_stacked_batch(svd_p))
 
 
 def svd(
@@ -950,6 +999,7 @@ pinv_p = Primitive(
 )
 pinv_p.defjvp(_pinv_jvp)
 pinv_p.defvjp(_pinv_vjp)
+pinv_p.defbatch(_stacked_batch(pinv_p))
 
 
 def pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
@@ -1016,6 +1066,7 @@ def _qr_vjp(g, ans, needs, a) -> list:
 qr_p = Primitive("qr", _qr_impl, shape=_qr_shape, multiple_results=True)
 qr_p.defjvp_joint(_qr_jvp)
 qr_p.defvjp_joint(_qr_vjp)
+qr_p.defbatch(_stacked_batch(qr_p))
 
 
 def qr(a: Any, mode: str = "reduced") -> Any:
@@ -1077,6 +1128,7 @@ def _reduced_aval(x: ShapeDtype, *, axis: Any, keepdims: bool) -> ShapeDtype:
 norm2_p = Primitive("norm2", _norm2_impl, shape=_reduced_aval)
 norm2_p.defjvp(_norm2_jvp)
 norm2_p.defvjp(_norm2_vjp)
+norm2_p.defbatch(axes_batch_rule(norm2_p, "axis"))
 
 
 def _vector_norm(x: Any, ord: Any, axis: tuple[int, ...] | None, keepdims: bool) -> Any:

@@ -17,12 +17,33 @@ from typing import Any
 import numpy as np
 import scipy.special as sc
 
+from ..core.batching import BROADCASTING_SHAPE_RULES, align_batched, loop_rule
+from ..core.custom import stop_gradient
+from ..core.graph import TracedControlFlowError
 from ..core.primitive import Primitive, ShapeDtype, Tracer
-from ..numpy._elementwise import equal, exp, greater, less, log, log1p, sign, where
+from ..numpy._elementwise import (
+    equal,
+    exp,
+    greater,
+    isfinite,
+    less,
+    log,
+    log1p,
+    logical_not,
+    sign,
+    where,
+)
 from ..numpy._reductions import expand_reduced
 from ..numpy._reductions import sum as sum_
 from ..numpy._tracer_methods import astype
-from ..numpy._util import broadcast_like, dtype_of, normalize_axis, shape_of, unbroadcast
+from ..numpy._util import (
+    axes_batch_rule,
+    broadcast_like,
+    dtype_of,
+    normalize_axis,
+    shape_of,
+    unbroadcast,
+)
 
 __all__ = [
     "beta",
@@ -73,6 +94,9 @@ def _float_shape(*avals: Any) -> ShapeDtype:
     return ShapeDtype(np.broadcast_shapes(*shapes), _float(np.result_type(*dtypes)))
 
 
+BROADCASTING_SHAPE_RULES.add(_float_shape)  # batched by broadcasting under vmap
+
+
 def _unary(name: str, impl: Callable, deriv: Callable[[Any, Any], Any], doc: str) -> Callable:
     """A smooth function given by its derivative ``deriv(ans, x)``."""
     p = Primitive(name, impl, shape=_float_shape)
@@ -103,7 +127,7 @@ def _where_zero(x: Any, at_zero: float, f: Callable[[Any], Any]) -> Any:
     """``f(x)`` with the value ``at_zero`` where ``x == 0`` (a removable singularity),
     guarded so that neither the value nor any derivative sees the division by zero."""
     zero = equal(x, 0.0)
-    if not np.any(zero):
+    if not _may_hold(zero):
         return f(x)
     return where(zero, at_zero, f(where(zero, 1.0, x)))
 
@@ -111,7 +135,7 @@ def _where_zero(x: Any, at_zero: float, f: Callable[[Any], Any]) -> Any:
 def _ratio_zero_where_x_zero(x: Any, d: Any) -> Any:
     """``x / d``, exactly 0 where ``x == 0`` whatever ``d`` is (even 0)."""
     zero = equal(x, 0.0)
-    if not np.any(zero):
+    if not _may_hold(zero):
         return x / d
     return where(zero, 0.0, x / where(zero, 1.0, d))
 
@@ -136,6 +160,14 @@ polygamma_p.defjvp(
 )
 polygamma_p.defvjp(
     lambda g, ans, x, *, n: unbroadcast(g * polygamma_p.bind(x, n=n + 1), shape_of(x))
+)
+# An array of orders broadcasts against x: entry by entry then (rare); else elementwise.
+polygamma_p.defbatch(
+    lambda vals, dims, *, n: (
+        loop_rule(polygamma_p)(vals, dims, n=n)
+        if np.ndim(n)
+        else (polygamma_p.bind(vals[0], n=n), dims[0])
+    )
 )
 
 
@@ -326,8 +358,8 @@ def _lse_impl(a: Any, *, axis: Any, keepdims: bool) -> np.ndarray:
 def _lse_weights(ans: Any, a: Any, axis: Any, keepdims: bool) -> Any:
     """``exp(a - logsumexp(a))``, broadcast against ``a`` (the softmax of ``a``)."""
     full = expand_reduced(ans, shape_of(a), axis, keepdims)
-    finite = np.isfinite(_concrete(full))
-    if not finite.all():  # all-(-inf) slices: weights 0, not NaN
+    finite = isfinite(full)
+    if _may_hold(logical_not(finite)):  # all-(-inf) slices: weights 0, not NaN
         full = where(finite, full, 0.0)
     return exp(a - full)
 
@@ -356,6 +388,7 @@ logsumexp_p.defvjp(
         expand_reduced(g, shape_of(a), axis, keepdims) * _lse_weights(ans, a, axis, keepdims)
     )
 )
+logsumexp_p.defbatch(axes_batch_rule(logsumexp_p, "axis"))
 
 
 def _lse_b_impl(a: Any, b: Any, *, axis: Any, keepdims: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -374,9 +407,9 @@ def _lse_b_weights(ans: tuple, a: Any, b: Any, axis: Any, keepdims: bool) -> Any
     lse, sgn = ans
     shape = np.broadcast_shapes(shape_of(a), shape_of(b))
     full = expand_reduced(lse, shape, axis, keepdims)
-    sgn = expand_reduced(_concrete(sgn), shape, axis, keepdims)
-    finite = np.isfinite(_concrete(full))
-    if not finite.all():
+    sgn = expand_reduced(stop_gradient(sgn), shape, axis, keepdims)
+    finite = isfinite(full)
+    if _may_hold(logical_not(finite)):
         full = where(finite, full, 0.0)
     return exp(a - full) * sgn
 
@@ -409,8 +442,23 @@ logsumexp_b_p.defjvp_joint(_lse_b_jvp)
 logsumexp_b_p.defvjp_joint(_lse_b_vjp)
 
 
-def _concrete(x: Any) -> np.ndarray:
-    return x.concrete() if isinstance(x, Tracer) else np.asarray(x)
+def _lse_b_batch(vals: list, dims: list, *, axis: Any, keepdims: bool) -> tuple:
+    a, b = align_batched(vals, dims)  # batch axis first in the broadcast shape
+    nd = max(len(shape_of(a)), len(shape_of(b)))
+    axis = tuple(range(1, nd)) if axis is None else tuple(i + 1 for i in axis)
+    return logsumexp_b_p.bind(a, b, axis=axis, keepdims=keepdims), (0, 0)
+
+
+logsumexp_b_p.defbatch(_lse_b_batch)
+
+
+def _may_hold(mask: Any) -> bool:
+    """Whether some entry of ``mask`` is true: its value when known, and True while a graph
+    is captured (``sg.jit``), so that the guarded general path is recorded."""
+    try:
+        return bool(np.any(mask.concrete() if isinstance(mask, Tracer) else mask))
+    except TracedControlFlowError:
+        return True
 
 
 def _arr(x: Any) -> Any:
@@ -461,6 +509,7 @@ softmax_p = Primitive(
 )
 softmax_p.defjvp(lambda t, ans, x, *, axis: ans * (t - sum_(ans * t, axis=axis, keepdims=True)))
 softmax_p.defvjp(lambda g, ans, x, *, axis: ans * (g - sum_(ans * g, axis=axis, keepdims=True)))
+softmax_p.defbatch(axes_batch_rule(softmax_p, "axis"))
 
 
 def softmax(x: Any, axis: Any = None) -> Any:
@@ -484,6 +533,7 @@ log_softmax_p = Primitive(
 )
 log_softmax_p.defjvp(lambda t, ans, x, *, axis: t - sum_(exp(ans) * t, axis=axis, keepdims=True))
 log_softmax_p.defvjp(lambda g, ans, x, *, axis: g - exp(ans) * sum_(g, axis=axis, keepdims=True))
+log_softmax_p.defbatch(axes_batch_rule(log_softmax_p, "axis"))
 
 
 def log_softmax(x: Any, axis: Any = None) -> Any:

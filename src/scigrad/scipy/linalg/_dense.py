@@ -135,20 +135,24 @@ class DegenerateDerivativeWarning(LinAlgWarning):
 
 # -- helpers -----------------------------------------------------------------------------------
 def _value(x: Any) -> Any:
-    """The plain value of ``x``, or None under abstract evaluation (no values there)."""
-    if isinstance(x, Tracer):
-        try:
-            return x.concrete()
-        except TypeError:
-            return None
-    return x
+    """The plain value of ``x``; a captured graph (``sg.jit``) has none and raises a clear
+    error (``TracedControlFlowError``) naming what needs it."""
+    return x.concrete() if isinstance(x, Tracer) else x
+
+
+def _value_if_known(x: Any) -> Any:
+    """The plain value of ``x``, or None under abstract evaluation: for optional checks."""
+    try:
+        return _value(x)
+    except TypeError:
+        return None
 
 
 def _check_finite(check: bool, *xs: Any) -> None:
     if not check:
         return
     for x in xs:
-        v = _value(x)
+        v = _value_if_known(x)
         if v is not None and not np.isfinite(v).all():
             raise ValueError("array must not contain infs or NaNs")
 
@@ -224,7 +228,7 @@ def _singular_factor(name: str) -> LinAlgError:
 
 
 def _check_factor_diagonal(f: Any, name: str) -> None:
-    v = _value(f)
+    v = _value_if_known(f)
     if v is not None and v.shape[-1] and not np.diagonal(v, axis1=-2, axis2=-1).all():
         raise _singular_factor(name)
 
@@ -362,7 +366,7 @@ def _band(n: int) -> np.ndarray:
 
 
 def _nonzero_diagonal(d: Any, name: str) -> None:
-    v = _value(d)
+    v = _value_if_known(d)
     if v is not None and not v.all():
         raise LinAlgError(f"{name}: singular matrix (a zero on the diagonal)")
 
@@ -473,7 +477,7 @@ def _lu_shape(a: ShapeDtype) -> tuple:
 
 
 def _check_lu_regular(lu_: Any) -> None:
-    v = _value(lu_)
+    v = _value_if_known(lu_)
     if v is not None and v.shape[-1] and not np.diagonal(v, axis1=-2, axis2=-1).all():
         raise LinAlgError(
             "lu: the LU factors of a singular matrix (U has a zero on its diagonal) have no "

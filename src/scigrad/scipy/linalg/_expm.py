@@ -453,16 +453,29 @@ class _ExpmCache:
     on it (``expm``'s forward, or a Fréchet derivative needing them), then shared by every
     derivative of that application. It travels as a static parameter of the primitives."""
 
-    __slots__ = ("x", "parts", "dparts")
+    __slots__ = ("a", "x", "parts", "dparts")
 
     def __init__(self) -> None:
+        self.a: np.ndarray | None = None  # the matrix these intermediates belong to
         self.x: np.ndarray | None = None
         self.parts: _Parts | None = None  # the forward's (SciPy's m and s)
         self.dparts: _Parts | None = None  # the derivatives' (the same unless unsafe)
 
+    def _own(self, a: np.ndarray) -> _ExpmCache:
+        """This cache if it is empty or holds ``a``'s intermediates, else a fresh one (not
+        kept): one cache applied to several matrices (vmap's per-entry loop) must not mix
+        them."""
+        if self.a is None:
+            self.a = a
+            return self
+        return self if a is self.a or np.array_equal(a, self.a) else _ExpmCache()
+
     def value(self, a: Any) -> np.ndarray:
+        a = self._prepare(a)
+        owner = self._own(a)
+        if owner is not self:
+            return owner.value(a)
         if self.x is None:
-            a = self._prepare(a)
             diag = np.diagonal(a)
             if np.count_nonzero(a) == np.count_nonzero(diag):  # diagonal: exact, as SciPy
                 self.x = np.diag(np.exp(diag))
@@ -475,8 +488,11 @@ class _ExpmCache:
         """The intermediates the Fréchet derivative uses: the forward's when its degree and
         scaling are safe for the derivative (nearly always), else (strongly non-normal A)
         those of Algorithm 6.4's choice, computed once."""
+        a = self._prepare(a)
+        owner = self._own(a)
+        if owner is not self:
+            return owner.derivative(a)
         if self.dparts is None:
-            a = self._prepare(a)
             if self.parts is None:
                 self.parts = _Parts(a)
                 if self.x is None:

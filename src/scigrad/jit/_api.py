@@ -1,0 +1,389 @@
+"""``sg.jit``: capture, lower, compile and call, with one compiled kernel per signature."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optree
+
+from ..core.graph import Graph, eval_graph, make_graph
+from ..core.primitive import ShapeDtype, Tracer
+from ..core.tree import NAMESPACE, tree_flatten, tree_unflatten
+from ._codegen import KernelSpec, compile_kernel, live_nodes
+from ._expr import ExprBuilder
+from ._lower import lower_graph
+
+__all__ = ["Compiled", "JitFallbackWarning", "jit", "scalar_work"]
+
+
+def _leaf_array(x: Any) -> np.ndarray:
+    a = np.asarray(x)
+    if a.dtype.kind not in "fiub":
+        raise TypeError(
+            f"sg.jit: arguments must be real, integer or boolean arrays, got dtype {a.dtype}; "
+            "pass other values with static_argnums"
+        )
+    return a
+
+
+def _symbolic_inputs(avals: Sequence[ShapeDtype]) -> list[np.ndarray]:
+    b = ExprBuilder.active
+    arrays = []
+    for k, aval in enumerate(avals):
+        arr = np.empty(aval.shape, dtype=object)
+        for index in np.ndindex(aval.shape):
+            arr[index] = b.input(k, index, aval.dtype)
+        arrays.append(arr)
+    return arrays
+
+
+@dataclass
+class Compiled:
+    """A function compiled for one signature of flat inputs.
+
+    ``kernel(*leaves)`` allocates and returns the outputs; ``kernel_out(*leaves, *outs)``
+    writes into preallocated output arrays and allocates nothing.
+    """
+
+    graph: Graph
+    kernel: Callable
+    kernel_out: Callable
+    source: str
+    out_avals: list[ShapeDtype]
+    batched: bool
+    trace_time: float
+    compile_time: float
+
+    def empty_outputs(self, batch: int | None = None) -> list[np.ndarray]:
+        """Freshly allocated output arrays for ``kernel_out``."""
+        lead = (batch,) if self.batched else ()
+        return [np.empty(lead + a.shape, a.dtype) for a in self.out_avals]
+
+
+class JitFallbackWarning(UserWarning):
+    """A function was too large to unroll into scalar code and runs interpreted instead."""
+
+
+#: Limits on unrolling, beyond which jit interprets the graph instead: the scalar
+#: operations lowering may create (Python time), and the operations left after
+#: simplification (the generated code's length: numba's compile time grows faster than it,
+#: about 4 s for 1,400 lines on a 2-core Xeon).
+UNROLL_LIMIT = int(os.environ.get("SCIGRAD_JIT_UNROLL_LIMIT", "500000"))
+CODE_LIMIT = int(os.environ.get("SCIGRAD_JIT_CODE_LIMIT", "3000"))
+
+
+def scalar_work(graph: Graph) -> int:
+    """An upper estimate of the scalar operations ``graph`` unrolls to."""
+    work = 0
+    for e in graph.eqns:
+        out = sum(int(np.prod(v.aval.shape)) for v in e.outvars)
+        ins = [int(np.prod(getattr(a, "aval", ShapeDtype.of(a)).shape)) for a in e.inputs]
+        if e.prim.name == "matmul":
+            a = e.inputs[0]
+            k = getattr(a, "aval", ShapeDtype.of(a)).shape[-1:] or (1,)
+            work += out * k[0]
+        elif e.prim.name in ("einsum", "tensordot"):
+            work += out * max(ins, default=1)
+        else:
+            work += max([out, *ins])
+    return work
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _compile(graph: Graph, in_batched: Sequence[bool], batched: bool, parallel: bool) -> Compiled:
+    t0 = time.perf_counter()
+    work = scalar_work(graph)
+    if work > UNROLL_LIMIT:
+        raise _TooLarge(f"about {work:,} scalar operations (limit {UNROLL_LIMIT:,})")
+    avals = [v.aval for v in graph.invars]
+    with ExprBuilder():
+        outputs = lower_graph(graph, _symbolic_inputs(avals))
+    live = len(live_nodes(outputs))
+    if live > CODE_LIMIT:
+        raise _TooLarge(f"{live:,} scalar operations after simplification (limit {CODE_LIMIT:,})")
+    out_avals = []
+    for o in graph.outputs:
+        aval = getattr(o, "aval", None)
+        out_avals.append(aval if aval is not None else ShapeDtype.of(o))
+    spec = KernelSpec(
+        in_shapes=tuple(a.shape for a in avals),
+        in_dtypes=tuple(a.dtype for a in avals),
+        in_batched=tuple(in_batched),
+        outputs=tuple(outputs),
+        out_dtypes=tuple(a.dtype for a in out_avals),
+        batched=batched,
+        parallel=parallel,
+    )
+    t1 = time.perf_counter()
+    kernel, kernel_out, source = compile_kernel(spec)
+    t2 = time.perf_counter()
+    return Compiled(graph, kernel, kernel_out, source, out_avals, batched, t1 - t0, t2 - t1)
+
+
+class _JitState:
+    """The compiled kernels of one jitted function, by signature; see :func:`jit`."""
+
+    def __init__(self, fun: Callable, static_argnums: Sequence[int], parallel: bool) -> None:
+        self.fun = fun
+        self.static_argnums = tuple(static_argnums)
+        self.parallel = parallel
+        vmapped = getattr(fun, "in_axes", None) is not None and hasattr(fun, "__wrapped__")
+        self._vmap = (fun.__wrapped__, fun.in_axes, fun.out_axes) if vmapped else None
+        self._cache: dict[Any, tuple[Compiled, Any, Any]] = {}
+        #: The last kernel, callable directly when the arguments need no preparation.
+        self._fast: Callable | None = None
+
+    # -- the general path ----------------------------------------------------------------
+    def _split(self, args: tuple, kwargs: dict) -> tuple[tuple, tuple]:
+        n = len(args)
+        static = tuple(sorted(k % n for k in self.static_argnums)) if n else ()
+        for k in self.static_argnums:
+            if not -n <= k < n:
+                raise ValueError(f"sg.jit: static_argnums={self.static_argnums} but got {n} args")
+        dyn = tuple(a for k, a in enumerate(args) if k not in static)
+        statics = tuple((k, args[k]) for k in static)
+        return dyn, statics
+
+    def _call(self, args: tuple, kwargs: dict) -> Any:
+        dyn, statics = self._split(args, kwargs)
+        leaves, in_tree = tree_flatten((dyn, kwargs))
+        if any(isinstance(x, Tracer) for x in leaves):
+            # Under an outer transformation the function runs as ordinary scigrad code, so
+            # that transformation sees (and differentiates) every primitive.
+            return self.fun(*args, **kwargs)
+        arrays = [_leaf_array(x) for x in leaves]
+        try:
+            key = (in_tree, tuple((a.shape, a.dtype) for a in arrays), statics)
+            hash(key)
+        except TypeError as exc:
+            raise TypeError(
+                "sg.jit: static arguments must be hashable (they key the compiled kernels)"
+            ) from exc
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._cache[key] = self._build(arrays, in_tree, statics, args)
+        compiled, out_tree, prepare = entry
+        flat_in = prepare(arrays)
+        out = compiled.kernel(*flat_in)
+        flat_out = list(out) if isinstance(out, tuple) else [out]
+        if self._vmap is not None:
+            flat_out = self._move_out_axes(flat_out, out_tree)
+        flat_out = [np.float64(o) if isinstance(o, float) else o for o in flat_out]
+        self._set_fast(compiled, in_tree, out_tree, statics, arrays)
+        return tree_unflatten(out_tree, flat_out)
+
+    def _set_fast(self, compiled, in_tree, out_tree, statics, arrays) -> None:
+        """Remember the kernel for direct calls when nothing needs restructuring."""
+        simple_in = (
+            not statics
+            and in_tree == tree_flatten((tuple(range(len(arrays))), {}))[1]
+            and all(a.ndim > 0 for a in arrays)
+        )
+        n_out = out_tree.num_leaves
+        single = out_tree == tree_flatten(0)[1]
+        flat_tuple = out_tree == tree_flatten(tuple(range(n_out)))[1]
+        if self._vmap is not None:
+            _, in_axes, out_axes = self._vmap
+            simple_in = simple_in and _all_zero_or_none(in_axes) and out_axes == 0
+        if not (simple_in and (single or flat_tuple)):
+            self._fast = None
+            return
+        kernel = compiled.kernel
+        scalar_out = [not a.shape and not compiled.batched for a in compiled.out_avals]
+        if single and not scalar_out[0]:
+            self._fast = kernel
+        elif single:
+            self._fast = lambda *a: np.float64(kernel(*a))
+        elif not any(scalar_out):
+            self._fast = kernel
+        else:
+
+            def fast(*a: Any) -> tuple:
+                return tuple(
+                    np.float64(o) if s else o for o, s in zip(kernel(*a), scalar_out, strict=True)
+                )
+
+            self._fast = fast
+
+    def _build(self, arrays: list, in_tree: Any, statics: tuple, args: tuple) -> tuple:
+        static_pos = dict(statics)
+
+        def flat_fun(*leaves: Any) -> Any:
+            dyn, kwargs = tree_unflatten(in_tree, list(leaves))
+            it = iter(dyn)
+            full = [static_pos[k] if k in static_pos else next(it) for k in range(len(args))]
+            return fun(*full, **kwargs)
+
+        if self._vmap is None:
+            fun = self.fun
+            graph = make_graph(flat_fun, *[ShapeDtype(a.shape, a.dtype) for a in arrays])
+            batched = [False] * len(arrays)
+            prepare = _prepare_plain
+        else:
+            fun, in_axes, _ = self._vmap
+            axes = _leaf_axes(in_axes, in_tree, args, static_pos)
+            avals = [
+                ShapeDtype(a.shape if ax is None else a.shape[:ax] + a.shape[ax + 1 :], a.dtype)
+                for a, ax in zip(arrays, axes, strict=True)
+            ]
+            graph = make_graph(flat_fun, *avals)
+            batched = [ax is not None for ax in axes]
+            prepare = _prepare_batched(axes)
+        try:
+            compiled = _compile(graph, batched, self._vmap is not None, self.parallel)
+        except _TooLarge as exc:
+            warnings.warn(
+                f"sg.jit: {getattr(self.fun, '__name__', 'a function')} unrolls to "
+                f"{exc.args[0]}, too many to compile as scalar code (the limits are set by "
+                "SCIGRAD_JIT_UNROLL_LIMIT and SCIGRAD_JIT_CODE_LIMIT); its captured graph "
+                "runs interpreted with NumPy instead. "
+                "jit is made for small functions; for large sparse derivatives see "
+                "sg.sparse_hessian / sg.sparse_jacobian.",
+                JitFallbackWarning,
+                stacklevel=4,
+            )
+            compiled = _interpreted(graph, batched, self._vmap is not None)
+        return compiled, graph.out_tree, prepare
+
+    def _move_out_axes(self, flat_out: list, out_tree: Any) -> list:
+        out_axes = self._vmap[2]
+        axes = _axis_leaves(out_axes) if not isinstance(out_axes, int) else None
+        moved = []
+        for k, o in enumerate(flat_out):
+            ax = out_axes if axes is None else axes[k]
+            moved.append(o if ax in (0, None) else np.moveaxis(o, 0, ax))
+        return moved
+
+    def lower(self, *args: Any) -> Compiled:
+        """The :class:`Compiled` kernel for these arguments (compiling it if needed): its
+        graph, generated source, trace and compile times, and the allocation-free
+        ``kernel_out``."""
+        self._call(args, {})
+        dyn, statics = self._split(args, {})
+        leaves, in_tree = tree_flatten((dyn, {}))
+        arrays = [_leaf_array(x) for x in leaves]
+        key = (in_tree, tuple((a.shape, a.dtype) for a in arrays), statics)
+        return self._cache[key][0]
+
+
+def _axis_leaves(spec: Any) -> list:
+    """The axes of an ``in_axes``/``out_axes`` tree, ``None`` entries included."""
+    return optree.tree_leaves(spec, none_is_leaf=True, namespace=NAMESPACE)
+
+
+def _interpreted(graph: Graph, in_batched: Sequence[bool], batched: bool) -> Compiled:
+    """A :class:`Compiled` that evaluates ``graph`` with NumPy (eagerly vmapped if batched)."""
+    from ..core.batching import vmap
+
+    def run(*flat: Any) -> list:
+        return eval_graph(graph, flat)
+
+    if batched:
+        run = vmap(run, in_axes=[0 if b else None for b in in_batched])
+
+    def kernel(*flat: Any) -> Any:
+        out = list(run(*flat))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def kernel_out(*flat_and_outs: Any) -> None:
+        n = len(graph.invars)
+        for dst, o in zip(flat_and_outs[n:], run(*flat_and_outs[:n]), strict=True):
+            np.copyto(dst, o)
+
+    out_avals = [getattr(o, "aval", None) or ShapeDtype.of(o) for o in graph.outputs]
+    return Compiled(graph, kernel, kernel_out, "", out_avals, batched, 0.0, 0.0)
+
+
+def _all_zero_or_none(in_axes: Any) -> bool:
+    return all(a in (0, None) for a in _axis_leaves(in_axes))
+
+
+def _leaf_axes(in_axes: Any, in_tree: Any, args: tuple, static_pos: dict) -> list:
+    """The batch axis of every flat dynamic leaf (``in_axes`` is a prefix of the args)."""
+    nargs = len(args)
+    per_arg = [in_axes] * nargs if isinstance(in_axes, int) or in_axes is None else list(in_axes)
+    if len(per_arg) != nargs:
+        raise ValueError(f"vmap: in_axes has {len(per_arg)} entries for {nargs} arguments")
+    axes = []
+    for k, a in enumerate(args):
+        if k in static_pos:
+            continue
+        leaves = tree_flatten(a)[0]
+        sub = per_arg[k]
+        if isinstance(sub, int) or sub is None:
+            leaf_axes = [sub] * len(leaves)
+        else:
+            leaf_axes = _axis_leaves(sub)
+        for x, ax in zip(leaves, leaf_axes, strict=True):
+            axes.append(None if ax is None else ax % np.ndim(x))
+    return axes
+
+
+def _prepare_plain(arrays: list) -> list:
+    return [a[()] if a.ndim == 0 else np.ascontiguousarray(a) for a in arrays]
+
+
+def _prepare_batched(axes: list) -> Callable[[list], list]:
+    def prepare(arrays: list) -> list:
+        out = []
+        for a, ax in zip(arrays, axes, strict=True):
+            if ax is None:
+                out.append(a[()] if a.ndim == 0 else np.ascontiguousarray(a))
+            else:
+                out.append(np.ascontiguousarray(np.moveaxis(a, ax, 0)))
+        return out
+
+    return prepare
+
+
+def jit(
+    fun: Callable, static_argnums: int | Sequence[int] = (), *, parallel: bool = False
+) -> Callable:
+    """Compile ``fun`` for the shapes and dtypes of its arguments.
+
+    The function is traced once per signature into a graph of scigrad primitives (the same
+    ones eager mode uses), lowered element by element to a simplified expression DAG and
+    compiled with numba into a kernel that allocates nothing but its outputs. Transforms
+    compose: ``jit(grad(f))``, ``jit(hessian(f))``, ``jit(vmap(grad(f)))`` (one batched loop,
+    ``parallel=True`` to spread it over the cores); ``grad(jit(f))`` differentiates ``f``
+    eagerly. Python control flow on traced values raises an error: use
+    ``scigrad.numpy.where`` or ``sg.cond``, or mark arguments static.
+
+    The returned function has a ``lower(*args)`` method giving the :class:`Compiled` kernel
+    for those arguments: its generated source, trace and compile times, and
+    ``kernel_out`` that writes into preallocated outputs.
+
+    >>> import scigrad as sg, scigrad.numpy as np
+    >>> f = sg.jit(sg.grad(lambda x: np.sum(x ** 3)))
+    >>> f(np.array([1.0, 2.0]))
+    array([ 3., 12.])
+    """
+    static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
+    state = _JitState(fun, static, parallel)
+
+    # A plain function, not an object with __call__: calling it costs less, and the call
+    # overhead is what a jitted gradient of a small function is made of.
+    def jitted(*args: Any, **kwargs: Any) -> Any:
+        fast = state._fast
+        if fast is not None and not kwargs:
+            try:
+                return fast(*args)
+            except (TypeError, ValueError):
+                pass  # another signature, a pytree or a Python scalar: the general path
+        return state._call(args, kwargs)
+
+    jitted.__wrapped__ = fun  # type: ignore[attr-defined]
+    jitted.__name__ = getattr(fun, "__name__", "jitted")
+    jitted.__doc__ = getattr(fun, "__doc__", None)
+    jitted.lower = state.lower  # type: ignore[attr-defined]
+    jitted._state = state  # type: ignore[attr-defined]
+    return jitted
