@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/run.py --output BENCHMARKS.md
 	$(PY) benchmarks/sparse.py --output BENCHMARKS_SPARSE.md
 	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/matfun.py --output BENCHMARKS_MATFUN.md
+	$(PY) benchmarks/sparsity.py --output BENCHMARKS_SPARSITY.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
