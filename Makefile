@@ -31,12 +31,13 @@ demo-jit: $(STAMP)
 	$(PY) examples/material_tangents.py
 
 bench: $(STAMP)
-	$(PY) -m pip install --quiet autograd jax diffrax torch==2.13.0 || echo "peers not installed: benchmarking scigrad alone"
+	$(PY) -m pip install --quiet autograd jax diffrax torch==2.13.0 casadi || echo "peers not installed: benchmarking scigrad alone"
 	$(PY) -m pip install --quiet -e ".[cholmod]" || echo "CHOLMOD not installed: sparse benchmarks use SuperLU"
 	$(PY) benchmarks/run.py --output BENCHMARKS.md
 	$(PY) benchmarks/sparse.py --output BENCHMARKS_SPARSE.md
 	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/matfun.py --output BENCHMARKS_MATFUN.md
 	$(PY) benchmarks/sparsity.py --output BENCHMARKS_SPARSITY.md
+	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/jit.py --output BENCHMARKS_JIT.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples

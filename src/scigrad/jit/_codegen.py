@@ -194,40 +194,61 @@ def _element(name: str, index: tuple, batched: bool) -> str:
     return f"{name}[{', '.join(idx)}]"
 
 
+def _statement(e: Expr, names: dict[int, str], spec: KernelSpec) -> str:
+    """The right-hand side computing node ``e``."""
+    if e.op == "input":
+        k, *index = e.args
+        batched = spec.batched and spec.in_batched[k]
+        if not spec.in_shapes[k] and not batched:
+            return f"a{k}"  # a scalar argument
+        return _element(f"a{k}", tuple(index), batched)
+    args = [names[a.serial] if isinstance(a, Expr) else _literal(a) for a in e.args]
+    if e.op == "astype":
+        return _cast(e.dtype, args[0])
+    if e.op == "invert":  # Python's ~ is not NumPy's on booleans
+        return f"(not {args[0]})" if e.dtype.kind == "b" else f"(~{args[0]})"
+    template = _TEMPLATES.get(e.op)
+    if template is None:
+        raise NotCompilableError(
+            f"primitive '{e.op}' has no compiled scalar form yet; call the function without "
+            "sg.jit, or add a template to scigrad/jit/_codegen.py"
+        )
+    return template(args)
+
+
 def _body(spec: KernelSpec, indent: str) -> list[str]:
-    lines = []
+    """Statements in depth-first order from the outputs: each output's dependencies are
+    computed just before it is stored, so few values are live at once (the DAG's creation
+    order is breadth-first, which makes hundreds of values live and spill registers)."""
+    lines: list[str] = []
     names: dict[int, str] = {}
-    for e in live_nodes(spec.outputs):
-        if e.op == "input":
-            k, *index = e.args
-            batched = spec.batched and spec.in_batched[k]
-            scalar_input = not spec.in_shapes[k] and not batched
-            rhs = f"a{k}" if scalar_input else _element(f"a{k}", tuple(index), batched)
-        else:
-            args = [names[a.serial] if isinstance(a, Expr) else _literal(a) for a in e.args]
-            if e.op == "astype":
-                rhs = _cast(e.dtype, args[0])
-            elif e.op == "invert":  # Python's ~ is not NumPy's on booleans
-                rhs = f"(not {args[0]})" if e.dtype.kind == "b" else f"(~{args[0]})"
-            else:
-                template = _TEMPLATES.get(e.op)
-                if template is None:
-                    raise NotCompilableError(
-                        f"primitive '{e.op}' has no compiled scalar form yet; call the "
-                        "function without sg.jit, or add a template to "
-                        "scigrad/jit/_codegen.py"
-                    )
-                rhs = template(args)
-        name = f"t{e.serial}"
-        names[e.serial] = name
-        lines.append(f"{indent}{name} = {rhs}")
+
+    def emit(root: Expr) -> None:
+        stack = [(root, False)]
+        while stack:
+            e, expanded = stack.pop()
+            if e.serial in names:
+                continue
+            if expanded or e.op == "input":
+                lines.append(f"{indent}t{e.serial} = {_statement(e, names, spec)}")
+                names[e.serial] = f"t{e.serial}"
+                continue
+            stack.append((e, True))
+            for a in reversed(e.args):
+                if isinstance(a, Expr) and a.serial not in names:
+                    stack.append((a, False))
+
     for k, (out, dtype) in enumerate(zip(spec.outputs, spec.out_dtypes, strict=True)):
         fill = _fill_value(out)
         for index in np.ndindex(out.shape):
             v = out[index]
-            if fill is not None and not isinstance(v, Expr) and _literal(v) == fill:
+            if isinstance(v, Expr):
+                emit(v)
+                rhs = names[v.serial]
+            elif fill is not None and _literal(v) == fill:
                 continue  # written by the fill
-            rhs = names[v.serial] if isinstance(v, Expr) else _literal(dtype.type(v))
+            else:
+                rhs = _literal(dtype.type(v))
             lines.append(f"{indent}{_element(f'o{k}', index, spec.batched)} = {rhs}")
     return lines
 
