@@ -56,6 +56,7 @@ import numpy
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from _machine import cpu_model, version  # noqa: E402 - beside this file
+from _support import NotInstalled, load_jax  # noqa: E402
 
 INTERPRETED = "sg.jit ran the graph interpreted (too large to unroll): no compiled kernel"
 TOLERANCE = 1e-10  # largest relative difference accepted between two results
@@ -195,19 +196,6 @@ def sg_jitted(p: Problem, variant: str) -> Callable:
     if variant == "single":
         return sg.jit(d)
     return sg.jit(sg.vmap(d, in_axes=p.in_axes), parallel=variant == "vmap_par")
-
-
-class NotInstalled(Exception):
-    pass
-
-
-def load_jax() -> Any:
-    try:
-        import jax
-    except ImportError as exc:
-        raise NotInstalled("jax is not installed") from exc
-    jax.config.update("jax_enable_x64", True)
-    return jax
 
 
 def jax_derivative(p: Problem, batched: bool) -> Callable:

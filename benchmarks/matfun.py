@@ -40,7 +40,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import importlib.util
 import math
 import os
 import platform
@@ -48,10 +47,8 @@ import shlex
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy
@@ -64,41 +61,14 @@ from scigrad.scipy.linalg import expm
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import cpu_model, version  # noqa: E402 - beside this file
+from _support import NotInstalled, load_example, load_jax, peak_bytes, rel_diff  # noqa: E402
 
 TOLERANCE = 1e-8  # largest relative difference accepted between two gradients
 TIMES = (1.0, 2.0, 3.0, 4.0)
 #: An ODE solver's gradient is timed if it agrees with the exact one to this (relative).
 SOLVER_TOLERANCE = 1e-3
-ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_example() -> Any:
-    """The example module (examples/linear_ode_fit.py): (4) times exactly its sparse model."""
-    name = "_scigrad_examples_linear_ode_fit"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "linear_ode_fit.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-class NotInstalled(Exception):
-    pass
-
-
-def load_jax() -> Any:
-    try:
-        import jax
-    except ImportError as exc:
-        raise NotInstalled("jax is not installed") from exc
-    jax.config.update("jax_enable_x64", True)
-    return jax
-
-
-# -- timing ---------------------------------------------------------------------------------
 def interleaved(
     thunks: dict[str, Callable[[], Any]], repeat: int, min_time: float
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -121,13 +91,6 @@ def interleaved(
             thunk()
             samples[key].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in samples.items()}, first
-
-
-def rel_diff(a: Any, b: Any) -> float:
-    """max |a - b| / max |b|."""
-    a, b = numpy.asarray(a, dtype=float), numpy.asarray(b, dtype=float)
-    scale = float(numpy.max(numpy.abs(b), initial=0.0)) or 1.0
-    return float(numpy.max(numpy.abs(a - b), initial=0.0)) / scale
 
 
 @dataclass
@@ -432,19 +395,8 @@ def run_diffrax(
 
 
 # -- (4) the sparse model: 10^5 states through expm_multiply -------------------------------
-def peak_bytes(fn: Callable[[], Any]) -> int:
-    """The peak of memory allocated (tracemalloc: Python and NumPy) during one call."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def run_sparse(n: int, opts: argparse.Namespace, log: Callable[[str], None]) -> Section:
-    example = _load_example()
+    example = load_example("linear_ode_fit.py")
     problem, graph = example.sparse_problem(n)
     theta = problem.theta_true  # log-normal rates around 1/4
     loss = problem.loss

@@ -35,6 +35,7 @@ import numpy
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hand  # noqa: E402 - the hand-written references beside this file
 from _machine import cpu_model, version  # noqa: E402
+from _support import NotInstalled  # noqa: E402
 
 # -- the functions being differentiated, written once for any NumPy-like namespace ---------
 
@@ -123,10 +124,6 @@ PROBLEMS = (
 )
 
 # -- one adapter per library: (problem, numpy args) -> (timed thunk, result -> numpy leaves) --
-
-
-class NotInstalled(Exception):
-    pass
 
 
 def _import(name: str) -> Any:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import importlib.util
 import math
 import os
 import platform
@@ -33,10 +32,8 @@ import shlex
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy
@@ -50,31 +47,13 @@ from scigrad.scipy.sparse.linalg import cg, spsolve
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import cpu_model, version  # noqa: E402 - beside this file
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load_topopt() -> Any:
-    """The demo module (examples/topopt.py): the benchmark times exactly the demo's code."""
-    name = "_scigrad_examples_topopt"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / "topopt.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from _support import NotInstalled, load_example, peak_bytes, rel_diff  # noqa: E402
 
 
-topopt = _load_topopt()
+
+topopt = load_example("topopt.py")
 
 
-class NotInstalled(Exception):
-    pass
-
-
-# -- timing ---------------------------------------------------------------------------------
 @dataclass
 class Timing:
     result: Any
@@ -131,13 +110,6 @@ def interleaved(
             thunk()
             samples[key].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in samples.items()}
-
-
-def rel_diff(a: Any, b: Any) -> float:
-    """max |a - b| / max |b|."""
-    a, b = numpy.asarray(a, dtype=float), numpy.asarray(b, dtype=float)
-    scale = float(numpy.max(numpy.abs(b), initial=0.0)) or 1.0
-    return float(numpy.max(numpy.abs(a - b), initial=0.0)) / scale
 
 
 TOLERANCE = 1e-6  # largest relative difference accepted between two gradients
@@ -438,26 +410,12 @@ def run_bilinear(nnz: int, opts: argparse.Namespace, log) -> BilinearResult:
         ("hand", lambda: hand_grad(p)),
     ):
         t = measure(thunk, opts.repeat, opts.min_time)
-        peak = peak_memory(thunk)
+        peak = peak_bytes(thunk)
         res.cells[key] = ("WRONG" if wrong and key == "scigrad" else t.seconds, peak)
         log(f"  {key}: {_fmt_s(t.seconds)}, peak {peak / 2**20:.1f} MiB")
     return res
 
 
-def peak_memory(thunk: Callable[[], Any]) -> int:
-    """Peak bytes allocated (tracemalloc, which sees NumPy's buffers) during one call."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        thunk()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
-# -- (c) CG with the implicit gradient against the direct solve -----------------------------
 @dataclass
 class CGResult:
     nel: int

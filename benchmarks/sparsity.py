@@ -30,7 +30,6 @@ import shlex
 import statistics
 import sys
 import time
-import tracemalloc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +53,7 @@ from scigrad.sparsity import (
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import cpu_model, version  # noqa: E402 - beside this file
+from _support import peak_bytes  # noqa: E402
 
 
 # -- the functions ----------------------------------------------------------------------------
@@ -89,15 +89,6 @@ def median_time(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
         result = fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times), result
-
-
-def peak_memory(fn: Callable[[], Any]) -> float:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
 
 
 def fmt_time(t: float | None) -> str:
@@ -163,7 +154,7 @@ def run_hessian(name: str, m: int, opts: argparse.Namespace, log: Callable) -> H
 
     t_eval, h = median_time(evaluate, repeat)
     t_total, _ = median_time(lambda: sparse_hessian(f, x), repeat)
-    peak = peak_memory(lambda: sparse_hessian(f, x))
+    peak = peak_bytes(lambda: sparse_hessian(f, x))
     dense_time = None
     if n <= opts.dense_max:
         dense_time, dense = median_time(lambda: sg.hessian(f)(x), repeat)
