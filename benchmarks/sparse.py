@@ -49,8 +49,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _machine import cpu_model, version  # noqa: E402 - beside this file
 from _support import NotInstalled, load_example, peak_bytes, rel_diff  # noqa: E402
 
-
-
 topopt = load_example("topopt.py")
 
 
