@@ -159,7 +159,7 @@ class _JitState:
         self._fast: Callable | None = None
 
     # -- the general path ----------------------------------------------------------------
-    def _split(self, args: tuple, kwargs: dict) -> tuple[tuple, tuple]:
+    def _split(self, args: tuple) -> tuple[tuple, tuple]:
         n = len(args)
         static = tuple(sorted(k % n for k in self.static_argnums)) if n else ()
         for k in self.static_argnums:
@@ -170,7 +170,7 @@ class _JitState:
         return dyn, statics
 
     def _call(self, args: tuple, kwargs: dict) -> Any:
-        dyn, statics = self._split(args, kwargs)
+        dyn, statics = self._split(args)
         leaves, in_tree = tree_flatten((dyn, kwargs))
         if any(isinstance(x, Tracer) for x in leaves):
             # Under an outer transformation the function runs as ordinary scigrad code, so
@@ -232,6 +232,8 @@ class _JitState:
 
     def _build(self, arrays: list, in_tree: Any, statics: tuple, args: tuple) -> tuple:
         static_pos = dict(statics)
+        # A vmapped function is compiled from the function it maps, one point per iteration.
+        fun = self.fun if self._vmap is None else self._vmap[0]
 
         def flat_fun(*leaves: Any) -> Any:
             dyn, kwargs = tree_unflatten(in_tree, list(leaves))
@@ -240,13 +242,11 @@ class _JitState:
             return fun(*full, **kwargs)
 
         if self._vmap is None:
-            fun = self.fun
             graph = make_graph(flat_fun, *[ShapeDtype(a.shape, a.dtype) for a in arrays])
             batched = [False] * len(arrays)
             prepare = _prepare_plain
         else:
-            fun, in_axes, _ = self._vmap
-            axes = _leaf_axes(in_axes, in_tree, args, static_pos)
+            axes = _leaf_axes(self._vmap[1], in_tree, args, static_pos)
             avals = [
                 ShapeDtype(a.shape if ax is None else a.shape[:ax] + a.shape[ax + 1 :], a.dtype)
                 for a, ax in zip(arrays, axes, strict=True)
@@ -284,7 +284,7 @@ class _JitState:
         graph, generated source, trace and compile times, and the allocation-free
         ``kernel_out``."""
         self._call(args, {})
-        dyn, statics = self._split(args, {})
+        dyn, statics = self._split(args)
         leaves, in_tree = tree_flatten((dyn, {}))
         arrays = [_leaf_array(x) for x in leaves]
         key = (in_tree, tuple((a.shape, a.dtype) for a in arrays), statics)
