@@ -106,6 +106,11 @@ def _exact_product(a: float, b: float) -> bool:
     return any(np.frexp(c)[0] in (0.5, -0.5) for c in (a, b))
 
 
+def _negated(x: Any, dtype: np.dtype) -> bool:
+    """``x`` is ``-u`` with ``u`` of ``dtype``."""
+    return isinstance(x, Expr) and x.op == "negative" and _same_dtype(x.args[0], dtype)
+
+
 def _same_dtype(x: Any, dtype: np.dtype) -> bool:
     return isinstance(x, Expr) and x.dtype == dtype
 
@@ -118,12 +123,19 @@ def _simplify(name: str, args: tuple, dtype: np.dtype) -> Any:
             return a
         if _is_const(a, 0) and _same_dtype(b, dtype):
             return b
+        # Negations are absorbed: a + (-b) = a - b (exact in floating point).
+        if _negated(b, dtype):
+            return Expr.apply("subtract", (a, b.args[0]), dtype)
+        if _negated(a, dtype):
+            return Expr.apply("subtract", (b, a.args[0]), dtype)
     elif name == "subtract":
         a, b = args
         if _is_const(b, 0) and _same_dtype(a, dtype):
             return a
         if _is_const(a, 0) and _same_dtype(b, dtype):
             return Expr.apply("negative", (b,), dtype)
+        if _negated(b, dtype):
+            return Expr.apply("add", (a, b.args[0]), dtype)
     elif name == "multiply":
         a, b = args
         for x, y in ((a, b), (b, a)):
@@ -134,11 +146,16 @@ def _simplify(name: str, args: tuple, dtype: np.dtype) -> Any:
             if _is_const(y, -1) and _same_dtype(x, dtype):
                 return Expr.apply("negative", (x,), dtype)
             if _is_number(y) and _same_dtype(x, dtype) and dtype.kind == "f":
-                # (-u) * c = u * (-c), and (u * c1) * c2 = u * (c1 c2) when that product
-                # is exact (one factor a power of two): chains of constant factors that
-                # derivative rules produce collapse to one multiplication.
-                if x.op == "negative" and _same_dtype(x.args[0], dtype):
-                    return Expr.apply("multiply", (x.args[0], -y), dtype)
+                # Constant factors are kept positive with the sign as a negation outside,
+                # so u * c and u * (-c) share one product, and the negation is absorbed by
+                # the sum it feeds; (u * c1) * c2 = u * (c1 c2) when that product is exact
+                # (one factor a power of two). All exact in floating point.
+                if y < 0:
+                    return Expr.apply("negative", (Expr.apply("multiply", (x, -y), dtype),), dtype)
+                if _negated(x, dtype):
+                    return Expr.apply(
+                        "negative", (Expr.apply("multiply", (x.args[0], y), dtype),), dtype
+                    )
                 if x.op == "multiply" and _is_number(x.args[1]) and _exact_product(x.args[1], y):
                     return Expr.apply("multiply", (x.args[0], x.args[1] * y), dtype)
     elif name == "divide":
@@ -151,8 +168,6 @@ def _simplify(name: str, args: tuple, dtype: np.dtype) -> Any:
         (a,) = args
         if isinstance(a, Expr) and a.op == "negative" and _same_dtype(a.args[0], dtype):
             return a.args[0]
-        if isinstance(a, Expr) and a.op == "multiply" and _is_number(a.args[1]):
-            return Expr.apply("multiply", (a.args[0], -a.args[1]), dtype)
     elif name == "power":
         a, b = args
         if _is_const(b, 1) and _same_dtype(a, dtype):
