@@ -93,19 +93,23 @@ def _symbolic_type(values: Sequence[Any]) -> type | None:
     return None
 
 
-def _elementwise(eqn: Eqn, *args: Any) -> Any:
-    prim, params = eqn.prim, eqn.params
-    dtype = eqn.outvars[0].aval.dtype
-    name = prim.name
+def _map_scalars(prim: Any, args: Sequence[Any], dtype: np.dtype, params: dict) -> Any:
+    """Elementwise ``prim`` over broadcast object arrays: numbers are folded with its
+    implementation, symbolic scalars go to their domain (static parameters trail the
+    operands). All-0-d operands give a lone scalar, as NumPy's object loops do."""
     extra = tuple(params.values())
 
     def scalar(*xs: Any) -> Any:
         domain = _symbolic_type(xs)
         if domain is None:
             return dtype.type(prim.impl(*xs, **params))
-        return domain.apply(name, xs + extra, dtype)
+        return domain.apply(prim.name, xs + extra, dtype)
 
     return np.frompyfunc(scalar, len(args), 1)(*args)
+
+
+def _elementwise(eqn: Eqn, *args: Any) -> Any:
+    return _map_scalars(eqn.prim, args, eqn.outvars[0].aval.dtype, eqn.params)
 
 
 _RULES["round"] = _elementwise  # elementwise, with its decimals as a trailing argument
@@ -159,17 +163,9 @@ _RULES["min"] = _reduce_with("minimum")
 
 
 def _ew(name: str, *args: Any) -> np.ndarray:
-    """Elementwise primitive ``name`` on object arrays (numbers folded), float64 result."""
-    prim = primitives[name]
-    dtype = _F64 if name not in ("isfinite",) else np.dtype(bool)
-
-    def scalar(*xs: Any) -> Any:
-        domain = _symbolic_type(xs)
-        if domain is None:
-            return dtype.type(prim.impl(*xs))
-        return domain.apply(name, xs, dtype)
-
-    return np.asarray(np.frompyfunc(scalar, len(args), 1)(*args), dtype=object)
+    """Elementwise primitive ``name`` on object arrays, for rules built from others."""
+    dtype = np.dtype(bool) if name == "isfinite" else _F64
+    return np.asarray(_map_scalars(primitives[name], args, dtype, {}), dtype=object)
 
 
 def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> np.ndarray:
