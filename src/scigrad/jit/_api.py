@@ -18,6 +18,7 @@ from ..core.tree import NAMESPACE, tree_flatten, tree_unflatten
 from ._codegen import KernelSpec, compile_kernel, live_nodes
 from ._expr import ExprBuilder
 from ._lower import lower_graph
+from ._simplify import simplify_graph
 
 __all__ = ["Compiled", "JitFallbackWarning", "jit", "scalar_work"]
 
@@ -243,6 +244,7 @@ class _JitState:
 
         if self._vmap is None:
             graph = make_graph(flat_fun, *[ShapeDtype(a.shape, a.dtype) for a in arrays])
+            graph = simplify_graph(graph)
             batched = [False] * len(arrays)
             prepare = _prepare_plain
         else:
@@ -251,7 +253,7 @@ class _JitState:
                 ShapeDtype(a.shape if ax is None else a.shape[:ax] + a.shape[ax + 1 :], a.dtype)
                 for a, ax in zip(arrays, axes, strict=True)
             ]
-            graph = make_graph(flat_fun, *avals)
+            graph = simplify_graph(make_graph(flat_fun, *avals))
             batched = [ax is not None for ax in axes]
             prepare = _prepare_batched(axes)
         try:
