@@ -294,8 +294,41 @@ def _unit_vectors(leaves: list) -> list[tuple[int, int, Any]]:
     return basis
 
 
+def _batched_rows(pullback: Callable, flat_out: list, out_tree: Any, k: int, flat_in: list):
+    """The Jacobian blocks of output leaf ``k``, one per input leaf (shape ``out + in``):
+    the pullback mapped over the unit cotangents with ``vmap``, so the backward pass runs
+    once on a batch of rows. Falls back to one backward pass per row if the pullback cannot
+    be batched."""
+    from .. import numpy as snp
+    from .batching import vmap
+
+    y = flat_out[k]
+    m = int(np.prod(_shape(y)))
+    targets = [_shape(y) + _shape(x) for x in flat_in]
+
+    def pull(e: Any) -> list:
+        cts = [zeros_like(o) for o in flat_out]
+        cts[k] = e
+        return tree_flatten(pullback(tree_unflatten(out_tree, cts)))[0]
+
+    if m > 1:
+        basis = np.eye(m, dtype=_dtype(y)).reshape((m, *_shape(y)))
+        try:
+            rows = vmap(pull)(basis)
+        except Exception:  # a rule that cannot batch: one backward pass per row below
+            rows = None
+        if rows is not None:
+            return [snp.reshape(r, t) for r, t in zip(rows, targets, strict=True)]
+    cols = [pull(e[k]) for kk, _, e in _unit_vectors(flat_out) if kk == k]
+    return [
+        _stack([c[i] for c in cols], 0, t, _dtype(x))
+        for i, (x, t) in enumerate(zip(flat_in, targets, strict=True))
+    ]
+
+
 def jacrev(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callable:
-    """Jacobian by reverse mode: one recorded forward pass, one backward pass per output entry.
+    """Jacobian by reverse mode: one recorded forward pass, then one backward pass mapped
+    (``vmap``) over the output entries.
 
     The result nests the input structure inside the output structure; each leaf has shape
     ``out.shape + in.shape``.
@@ -311,15 +344,9 @@ def jacrev(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callab
         out, pullback, aux = _vjp(f, dyn, has_aux, "jacrev")
         flat_out, out_tree = tree_flatten(out)
         flat_in, in_tree = tree_flatten(dyn)
-        rows = [[] for _ in flat_out]
-        for k, _, e in _unit_vectors(flat_out):
-            rows[k].append(tree_flatten(pullback(tree_unflatten(out_tree, e)))[0])
         blocks = []
-        for k, y in enumerate(flat_out):
-            per_in = [
-                _stack([r[i] for r in rows[k]], 0, _shape(y) + _shape(x), _dtype(x))
-                for i, x in enumerate(flat_in)
-            ]
+        for k in range(len(flat_out)):
+            per_in = _batched_rows(pullback, flat_out, out_tree, k, flat_in)
             sub = tree_unflatten(in_tree, per_in)
             blocks.append(sub[0] if isinstance(argnums, int) else sub)
         jac = tree_unflatten(out_tree, blocks)
