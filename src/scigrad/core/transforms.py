@@ -396,9 +396,9 @@ def jacfwd(fun: Callable, argnums: ArgNums = 0, has_aux: bool = False) -> Callab
 
 def hessian(fun: Callable, argnums: ArgNums = 0) -> Callable:
     """Hessian of a scalar function, by reverse-over-reverse: the gradient computation is
-    recorded once on a tape, which is then replayed backwards once per row. In eager mode
-    this is several times faster than ``jacfwd(jacrev(fun))`` (which re-runs the function
-    per column); the result is the same.
+    recorded once on a tape, whose backward pass then runs once, mapped with ``vmap`` over
+    the rows. In eager mode this is many times faster than ``jacfwd(jacrev(fun))`` (which
+    re-runs the function per column); the result is the same.
 
     >>> import scigrad as sg, scigrad.numpy as np
     >>> sg.hessian(lambda x: np.sum(x**3))(np.array([1.0, 2.0]))
