@@ -283,3 +283,15 @@ def test_functions_too_large_to_unroll_run_interpreted(rng):
     with pytest.warns(JitFallbackWarning, match="after simplification"):
         got = sg.jit(sg.vmap(sg.grad(dense)))(xs)
     onp.testing.assert_allclose(got, onp.stack([sg.grad(dense)(v) for v in xs]))
+
+
+def test_parallel_batched_kernels_match_serial(rng):
+    xs = rng.uniform(size=(1001, 6))
+    serial = sg.jit(sg.vmap(sg.hessian(rosenbrock)))
+    parallel = sg.jit(sg.vmap(sg.hessian(rosenbrock)), parallel=True)
+    onp.testing.assert_array_equal(parallel(xs), serial(xs))
+    compiled = parallel.lower(xs)
+    (out,) = compiled.empty_outputs(len(xs))
+    compiled.kernel_out(xs, out)
+    onp.testing.assert_array_equal(out, serial(xs))
+    onp.testing.assert_array_equal(parallel(xs[:3]), serial(xs[:3]))  # too few to split

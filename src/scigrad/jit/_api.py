@@ -6,6 +6,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,11 +123,12 @@ def _compile(graph: Graph, in_batched: Sequence[bool], batched: bool, parallel: 
         outputs=tuple(outputs),
         out_dtypes=tuple(a.dtype for a in out_avals),
         batched=batched,
-        parallel=parallel,
     )
     t1 = time.perf_counter()
     kernel, kernel_out, source = compile_kernel(spec)
     t2 = time.perf_counter()
+    if batched and parallel:
+        kernel_out = _threaded(kernel_out, tuple(in_batched))
     if batched:
         kernel = _allocating(kernel_out, out_avals, list(in_batched).index(True))
     return Compiled(graph, kernel, kernel_out, source, out_avals, batched, t1 - t0, t2 - t1)
@@ -144,6 +146,37 @@ def _allocating(kernel_out: Callable, out_avals: list, first_batched: int) -> Ca
         return outs[0] if len(outs) == 1 else tuple(outs)
 
     return kernel
+
+
+_POOL: list = []  # one thread pool for every parallel kernel, created on first use
+
+
+def _threaded(kernel_out: Callable, in_batched: tuple[bool, ...]) -> Callable:
+    """``kernel_out`` over contiguous chunks of the batch, one per core, in threads (the
+    compiled kernel releases the GIL). Chunks of C-ordered arrays along the batch axis are
+    C-ordered views: nothing is copied or allocated per point."""
+    workers = os.cpu_count() or 1
+    nin = len(in_batched)
+
+    def run(*flat_and_outs: Any) -> None:
+        flat, outs = flat_and_outs[:nin], flat_and_outs[nin:]
+        n = outs[0].shape[0] if outs and np.ndim(outs[0]) else 0
+        if workers == 1 or n < 2 * workers:
+            return kernel_out(*flat_and_outs)
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(workers, thread_name_prefix="scigrad-jit"))
+        bounds = np.linspace(0, n, workers + 1).astype(int)
+
+        def chunk(lo: int, hi: int) -> None:
+            ins = [x[lo:hi] if b else x for x, b in zip(flat, in_batched, strict=True)]
+            kernel_out(*ins, *[o[lo:hi] for o in outs])
+
+        pairs = zip(bounds[:-1], bounds[1:], strict=True)
+        for f in [_POOL[0].submit(chunk, lo, hi) for lo, hi in pairs]:
+            f.result()
+        return None
+
+    return run
 
 
 class _JitState:

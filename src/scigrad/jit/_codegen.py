@@ -9,7 +9,8 @@ output elements. Two entry points are compiled for each signature:
 * ``kernel(inputs...)`` allocates the outputs and calls ``kernel_out``.
 
 A batched kernel (``sg.jit(sg.vmap(f))``) wraps the same body in one loop over the batch
-axis, ``prange`` when ``parallel=True``. Kernels are written to a file in the cache
+axis; ``parallel=True`` runs that kernel on chunks of the batch in threads (kernels release
+the GIL), so it costs no extra compilation. Kernels are written to a file in the cache
 directory named by a hash of their source and compiled with ``numba.njit(cache=True)``, so a
 new process that generates the same source loads the compiled machine code from disk.
 """
@@ -171,7 +172,6 @@ class KernelSpec:
     outputs: tuple[np.ndarray, ...]  # object arrays of Expr or numbers
     out_dtypes: tuple[np.dtype, ...]
     batched: bool = False
-    parallel: bool = False
 
 
 def live_nodes(outputs: Sequence[np.ndarray]) -> list[Expr]:
@@ -334,8 +334,7 @@ def _source(spec: KernelSpec) -> str:
         else:
             lines.append(f"{indent}o{k}.fill({value})")
     if spec.batched:
-        loop = "numba.prange" if spec.parallel else "range"
-        lines.append(f"{indent}for b in {loop}(n):")
+        lines.append(f"{indent}for b in range(n):")
         indent += "    "
         # Filling each point's row just before writing its other entries keeps it in cache:
         # one pass over the output's memory instead of two.
@@ -371,9 +370,7 @@ def compile_kernel(spec: KernelSpec) -> tuple[Callable, Callable, str]:
     import numba
 
     source = _source(spec)
-    digest = hashlib.sha256(
-        (source + repr(spec.parallel) + numba.__version__).encode()
-    ).hexdigest()[:20]
+    digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
     module = _loaded.get(digest)
     if module is None:
         name = f"scigrad_kernel_{digest}"
@@ -388,8 +385,9 @@ def compile_kernel(spec: KernelSpec) -> tuple[Callable, Callable, str]:
         sys.modules[name] = module
         module_spec.loader.exec_module(module)
         out_sig, sig = _signatures(spec)
-        options = {"cache": True, "error_model": "numpy", "boundscheck": False}
-        kernel_out = numba.njit(out_sig, parallel=spec.parallel, **options)(module.kernel_out)
+        # nogil: batched kernels run on chunks of the batch in several threads at once.
+        options = {"cache": True, "error_model": "numpy", "boundscheck": False, "nogil": True}
+        kernel_out = numba.njit(out_sig, **options)(module.kernel_out)
         module.kernel_out = kernel_out  # the allocating kernel calls the compiled one
         module.kernel = numba.njit(sig, **options)(module.kernel)
         _loaded[digest] = module
