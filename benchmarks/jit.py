@@ -677,7 +677,7 @@ def _single_ok(r: Row) -> bool:
 
 def _batch_status(r: Row) -> list[tuple[str, str, bool]]:
     """(form, measured, met) of the batched target, for the allocating call and for the
-    allocation-free kernel."""
+    allocation-free kernel (and, for a time per point, the parallel call)."""
     c, p = r.cells, r.problem
     what, bound = p.batch_target
     out = []
@@ -695,6 +695,9 @@ def _batch_status(r: Row) -> list[tuple[str, str, bool]]:
             )
         else:
             out.append((form, _fmt(t, "ns"), t <= bound))
+    t = c.get("vmap_par")
+    if what != "ratio" and isinstance(t, float):
+        out.append(("parallel (allocating)", _fmt(t, "ns"), t <= bound))
     return out
 
 
