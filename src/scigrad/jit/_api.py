@@ -211,6 +211,17 @@ class _JitState:
             # that transformation sees (and differentiates) every primitive.
             return self.fun(*args, **kwargs)
         arrays = [_leaf_array(x) for x in leaves]
+        compiled, out_tree, prepare = self._entry(arrays, in_tree, statics, args)
+        out = compiled.kernel(*prepare(arrays))
+        flat_out = list(out) if isinstance(out, tuple) else [out]
+        if self._vmap is not None:
+            flat_out = self._move_out_axes(flat_out, out_tree)
+        flat_out = [np.float64(o) if isinstance(o, float) else o for o in flat_out]
+        self._set_fast(compiled, in_tree, out_tree, statics, arrays)
+        return tree_unflatten(out_tree, flat_out)
+
+    def _entry(self, arrays: list, in_tree: Any, statics: tuple, args: tuple) -> tuple:
+        """``(compiled, out_tree, prepare)`` for this signature, built on first use."""
         try:
             key = (in_tree, tuple((a.shape, a.dtype) for a in arrays), statics)
             hash(key)
@@ -221,15 +232,7 @@ class _JitState:
         entry = self._cache.get(key)
         if entry is None:
             entry = self._cache[key] = self._build(arrays, in_tree, statics, args)
-        compiled, out_tree, prepare = entry
-        flat_in = prepare(arrays)
-        out = compiled.kernel(*flat_in)
-        flat_out = list(out) if isinstance(out, tuple) else [out]
-        if self._vmap is not None:
-            flat_out = self._move_out_axes(flat_out, out_tree)
-        flat_out = [np.float64(o) if isinstance(o, float) else o for o in flat_out]
-        self._set_fast(compiled, in_tree, out_tree, statics, arrays)
-        return tree_unflatten(out_tree, flat_out)
+        return entry
 
     def _set_fast(self, compiled, in_tree, out_tree, statics, arrays) -> None:
         """Remember the kernel for direct calls when nothing needs restructuring."""
@@ -318,12 +321,9 @@ class _JitState:
         """The :class:`Compiled` kernel for these arguments (compiling it if needed): its
         graph, generated source, trace and compile times, and the allocation-free
         ``kernel_out``."""
-        self._call(args, {})
         dyn, statics = self._split(args)
         leaves, in_tree = tree_flatten((dyn, {}))
-        arrays = [_leaf_array(x) for x in leaves]
-        key = (in_tree, tuple((a.shape, a.dtype) for a in arrays), statics)
-        return self._cache[key][0]
+        return self._entry([_leaf_array(x) for x in leaves], in_tree, statics, args)[0]
 
 
 def _axis_leaves(spec: Any) -> list:
