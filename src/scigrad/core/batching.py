@@ -331,14 +331,7 @@ class BatchTrace(Trace):
         return vals, dims
 
     def process(self, prim: Any, args: tuple, params: dict) -> Any:
-        vals, dims = [], []
-        for a in args:
-            if type(a) is BatchTracer and a._trace is self:
-                vals.append(a.val)
-                dims.append(a.bdim)
-            else:
-                vals.append(a)
-                dims.append(None)
+        vals, dims = self._unwrap(args)
         rule = prim.batch or _rule(prim)
         out, out_dim = rule(vals, dims, **params)
         if prim.multiple_results:
