@@ -14,7 +14,7 @@ import pytest
 import scigrad as sg
 import scigrad.numpy as np
 from scigrad.core.graph import TracedControlFlowError
-from scigrad.jit import JitFallbackWarning, NotCompilableError
+from scigrad.jit import NotCompilableError
 from scigrad.scipy import special
 from tests._modules import load_script
 
@@ -269,20 +269,6 @@ def test_material_tangent_example_runs(capsys):
     result = example.main(["--points", "3000"])
     assert result["error"] < 1e-12 and result["asymmetry"] < 1e-10
     assert "ns per point" in capsys.readouterr().out
-
-
-def test_functions_too_large_to_unroll_run_interpreted(rng):
-    w = rng.standard_normal((60, 60))
-
-    def dense(x):
-        return np.sum(np.tanh(x @ w) ** 2)
-
-    x, xs = rng.standard_normal(60), rng.standard_normal((3, 60))
-    with pytest.warns(JitFallbackWarning, match="too many to compile"):
-        onp.testing.assert_allclose(sg.jit(sg.hessian(dense))(x), sg.hessian(dense)(x))
-    with pytest.warns(JitFallbackWarning, match="after simplification"):
-        got = sg.jit(sg.vmap(sg.grad(dense)))(xs)
-    onp.testing.assert_allclose(got, onp.stack([sg.grad(dense)(v) for v in xs]))
 
 
 def test_parallel_batched_kernels_match_serial(rng):

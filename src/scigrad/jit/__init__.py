@@ -5,13 +5,12 @@ simplification in ``_expr``) → code generation and numba compilation (``_codeg
 cached, signature-keyed callable (``_api``).
 """
 
-from ._api import Compiled, JitFallbackWarning, jit
+from ._api import Compiled, jit
 from ._codegen import cache_dir
 from ._lower import NotCompilableError, register_lowering
 
 __all__ = [
     "Compiled",
-    "JitFallbackWarning",
     "NotCompilableError",
     "cache_dir",
     "jit",

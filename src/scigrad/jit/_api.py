@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,15 +12,17 @@ from typing import Any
 import numpy as np
 import optree
 
-from ..core.graph import Graph, eval_graph, make_graph
+from ..core.batching import vmap
+from ..core.graph import Graph, make_graph
 from ..core.primitive import ShapeDtype, Tracer
 from ..core.tree import NAMESPACE, tree_flatten, tree_unflatten
 from ._codegen import KernelSpec, compile_kernel, live_nodes
-from ._expr import ExprBuilder
+from ._expr import ExprBuilder, TooManyNodes
+from ._loops import compile_loops
 from ._lower import lower_graph
 from ._simplify import simplify_graph
 
-__all__ = ["Compiled", "JitFallbackWarning", "jit", "scalar_work"]
+__all__ = ["Compiled", "jit", "scalar_work"]
 
 
 def _leaf_array(x: Any) -> np.ndarray:
@@ -68,11 +69,7 @@ class Compiled:
         return [np.empty(lead + a.shape, a.dtype) for a in self.out_avals]
 
 
-class JitFallbackWarning(UserWarning):
-    """A function was too large to unroll into scalar code and runs interpreted instead."""
-
-
-#: Limits on unrolling, beyond which jit interprets the graph instead: the scalar
+#: Limits on unrolling, beyond which jit compiles the graph to loops instead: the scalar
 #: operations lowering may create (Python time), and the operations left after
 #: simplification (the generated code's length: numba's compile time grows faster than it,
 #: about 4 s for 1,400 lines on a 2-core Xeon).
@@ -101,17 +98,55 @@ class _TooLarge(Exception):
     pass
 
 
-def _compile(graph: Graph, in_batched: Sequence[bool], batched: bool, parallel: bool) -> Compiled:
+def _compile(
+    graph: Graph,
+    in_batched: Sequence[bool],
+    batched: bool,
+    parallel: bool,
+    unroll: bool | None,
+    batched_graph: Callable[[], Graph],
+) -> Compiled:
+    """Unrolled scalar code when the function is small enough (or ``unroll=True``), loops
+    otherwise (or ``unroll=False``)."""
+    if unroll is not False:
+        try:
+            return _compile_unrolled(graph, in_batched, batched, parallel, unroll is True)
+        except _TooLarge:
+            pass
+    t0 = time.perf_counter()
+    # A batched function is compiled from its vmapped graph: the batch is one more axis of
+    # every loop.
+    whole = batched_graph() if batched else graph
+    out_avals = [getattr(o, "aval", None) or ShapeDtype.of(o) for o in graph.outputs]
+    t1 = time.perf_counter()
+    loops = compile_loops(whole)
+    t2 = time.perf_counter()
+    kernel = loops.kernel
+    if batched:
+        kernel = _allocating(loops.kernel_out, out_avals, list(in_batched).index(True))
+    return Compiled(
+        whole, kernel, loops.kernel_out, loops.source, out_avals, batched, t1 - t0, t2 - t1
+    )
+
+
+def _compile_unrolled(
+    graph: Graph, in_batched: Sequence[bool], batched: bool, parallel: bool, unlimited: bool
+) -> Compiled:
     t0 = time.perf_counter()
     work = scalar_work(graph)
-    if work > UNROLL_LIMIT:
-        raise _TooLarge(f"about {work:,} scalar operations (limit {UNROLL_LIMIT:,})")
+    if work > UNROLL_LIMIT and not unlimited:
+        raise _TooLarge
     avals = [v.aval for v in graph.invars]
-    with ExprBuilder():
-        outputs = lower_graph(graph, _symbolic_inputs(avals))
+    # Lowering stops early when it builds far more nodes than could stay live: dense
+    # products do not simplify, and lowering them element by element costs seconds.
+    try:
+        with ExprBuilder(limit=None if unlimited else 10 * CODE_LIMIT):
+            outputs = lower_graph(graph, _symbolic_inputs(avals))
+    except TooManyNodes:
+        raise _TooLarge from None
     live = len(live_nodes(outputs))
-    if live > CODE_LIMIT:
-        raise _TooLarge(f"{live:,} scalar operations after simplification (limit {CODE_LIMIT:,})")
+    if live > CODE_LIMIT and not unlimited:
+        raise _TooLarge
     out_avals = []
     for o in graph.outputs:
         aval = getattr(o, "aval", None)
@@ -182,10 +217,13 @@ def _threaded(kernel_out: Callable, in_batched: tuple[bool, ...]) -> Callable:
 class _JitState:
     """The compiled kernels of one jitted function, by signature; see :func:`jit`."""
 
-    def __init__(self, fun: Callable, static_argnums: Sequence[int], parallel: bool) -> None:
+    def __init__(
+        self, fun: Callable, static_argnums: Sequence[int], parallel: bool, unroll: bool | None
+    ) -> None:
         self.fun = fun
         self.static_argnums = tuple(static_argnums)
         self.parallel = parallel
+        self.unroll = unroll
         vmapped = getattr(fun, "in_axes", None) is not None and hasattr(fun, "__wrapped__")
         self._vmap = (fun.__wrapped__, fun.in_axes, fun.out_axes) if vmapped else None
         self._cache: dict[Any, tuple[Compiled, Any, Any]] = {}
@@ -292,20 +330,19 @@ class _JitState:
             graph = simplify_graph(make_graph(flat_fun, *avals))
             batched = [ax is not None for ax in axes]
             prepare = _prepare_batched(axes)
-        try:
-            compiled = _compile(graph, batched, self._vmap is not None, self.parallel)
-        except _TooLarge as exc:
-            warnings.warn(
-                f"sg.jit: {getattr(self.fun, '__name__', 'a function')} unrolls to "
-                f"{exc.args[0]}, too many to compile as scalar code (the limits are set by "
-                "SCIGRAD_JIT_UNROLL_LIMIT and SCIGRAD_JIT_CODE_LIMIT); its captured graph "
-                "runs interpreted with NumPy instead. "
-                "jit is made for small functions; for large sparse derivatives see "
-                "sg.sparse_hessian / sg.sparse_jacobian.",
-                JitFallbackWarning,
-                stacklevel=4,
-            )
-            compiled = _interpreted(graph, batched, self._vmap is not None)
+
+        def batched_graph() -> Graph:
+            # The prepared arguments: batch axes first.
+            in_axes = [0 if b else None for b in batched]
+            batched_avals = [
+                ShapeDtype(a.shape if ax is None else (a.shape[ax], *aval.shape), a.dtype)
+                for a, ax, aval in zip(arrays, axes, avals, strict=True)
+            ]
+            return simplify_graph(make_graph(vmap(flat_fun, in_axes=in_axes), *batched_avals))
+
+        compiled = _compile(
+            graph, batched, self._vmap is not None, self.parallel, self.unroll, batched_graph
+        )
         return compiled, graph.out_tree, prepare
 
     def _move_out_axes(self, flat_out: list, out_tree: Any) -> list:
@@ -329,29 +366,6 @@ class _JitState:
 def _axis_leaves(spec: Any) -> list:
     """The axes of an ``in_axes``/``out_axes`` tree, ``None`` entries included."""
     return optree.tree_leaves(spec, none_is_leaf=True, namespace=NAMESPACE)
-
-
-def _interpreted(graph: Graph, in_batched: Sequence[bool], batched: bool) -> Compiled:
-    """A :class:`Compiled` that evaluates ``graph`` with NumPy (eagerly vmapped if batched)."""
-    from ..core.batching import vmap
-
-    def run(*flat: Any) -> list:
-        return eval_graph(graph, flat)
-
-    if batched:
-        run = vmap(run, in_axes=[0 if b else None for b in in_batched])
-
-    def kernel(*flat: Any) -> Any:
-        out = list(run(*flat))
-        return out[0] if len(out) == 1 else tuple(out)
-
-    def kernel_out(*flat_and_outs: Any) -> None:
-        n = len(graph.invars)
-        for dst, o in zip(flat_and_outs[n:], run(*flat_and_outs[:n]), strict=True):
-            np.copyto(dst, o)
-
-    out_avals = [getattr(o, "aval", None) or ShapeDtype.of(o) for o in graph.outputs]
-    return Compiled(graph, kernel, kernel_out, "", out_avals, batched, 0.0, 0.0)
 
 
 def _all_zero_or_none(in_axes: Any) -> bool:
@@ -397,13 +411,20 @@ def _prepare_batched(axes: list) -> Callable[[list], list]:
 
 
 def jit(
-    fun: Callable, static_argnums: int | Sequence[int] = (), *, parallel: bool = False
+    fun: Callable,
+    static_argnums: int | Sequence[int] = (),
+    *,
+    parallel: bool = False,
+    unroll: bool | None = None,
 ) -> Callable:
     """Compile ``fun`` for the shapes and dtypes of its arguments.
 
     The function is traced once per signature into a graph of scigrad primitives (the same
-    ones eager mode uses), lowered element by element to a simplified expression DAG and
-    compiled with numba into a kernel that allocates nothing but its outputs. Transforms
+    ones eager mode uses) and compiled with numba. A small function (a few thousand scalar
+    operations once simplified) is unrolled element by element into straight-line code that
+    allocates nothing but its outputs; a larger one becomes loops, one fused loop nest per
+    run of elementwise operations, so its compile time grows with the graph's length, not
+    its arrays' sizes. ``unroll=True`` or ``False`` forces one or the other. Transforms
     compose: ``jit(grad(f))``, ``jit(hessian(f))``, ``jit(vmap(grad(f)))`` (one batched loop,
     ``parallel=True`` to spread it over the cores); ``grad(jit(f))`` differentiates ``f``
     eagerly. Python control flow on traced values raises an error: use
@@ -419,7 +440,7 @@ def jit(
     array([ 3., 12.])
     """
     static = (static_argnums,) if isinstance(static_argnums, int) else tuple(static_argnums)
-    state = _JitState(fun, static, parallel)
+    state = _JitState(fun, static, parallel, unroll)
 
     # A plain function, not an object with __call__: calling it costs less, and the call
     # overhead is what a jitted gradient of a small function is made of.

@@ -31,7 +31,7 @@ import numpy as np
 from ._expr import Expr
 from ._lower import NotCompilableError
 
-__all__ = ["KernelSpec", "compile_kernel", "cache_dir"]
+__all__ = ["KernelSpec", "cache_dir", "compile_kernel", "load_kernel_module"]
 
 
 def cache_dir() -> str:
@@ -367,9 +367,16 @@ _loaded: dict[str, Any] = {}
 
 def compile_kernel(spec: KernelSpec) -> tuple[Callable, Callable, str]:
     """Compile ``spec``: returns ``(kernel, kernel_out, source)``."""
+    source = _source(spec)
+    module = load_kernel_module(source, *_signatures(spec))
+    return module.kernel, module.kernel_out, source
+
+
+def load_kernel_module(source: str, out_sig: Any, sig: Any) -> Any:
+    """The module of generated ``source`` defining ``kernel_out`` and ``kernel``, compiled
+    with numba for these signatures (loaded from the disk cache when compiled before)."""
     import numba
 
-    source = _source(spec)
     digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
     module = _loaded.get(digest)
     if module is None:
@@ -384,11 +391,10 @@ def compile_kernel(spec: KernelSpec) -> tuple[Callable, Callable, str]:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         module_spec.loader.exec_module(module)
-        out_sig, sig = _signatures(spec)
         # nogil: batched kernels run on chunks of the batch in several threads at once.
         options = {"cache": True, "error_model": "numpy", "boundscheck": False, "nogil": True}
         kernel_out = numba.njit(out_sig, **options)(module.kernel_out)
         module.kernel_out = kernel_out  # the allocating kernel calls the compiled one
         module.kernel = numba.njit(sig, **options)(module.kernel)
         _loaded[digest] = module
-    return module.kernel, module.kernel_out, source
+    return module

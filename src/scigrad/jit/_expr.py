@@ -19,7 +19,7 @@ import numpy as np
 
 from ._symbolic import Symbolic
 
-__all__ = ["Expr", "ExprBuilder"]
+__all__ = ["Expr", "ExprBuilder", "TooManyNodes"]
 
 _COMMUTATIVE = frozenset({"add", "multiply", "maximum", "minimum", "equal", "not_equal"})
 
@@ -37,14 +37,20 @@ def _is_const(x: Any, value: float) -> bool:
     return not isinstance(x, Expr) and not isinstance(x, str) and x == value
 
 
+class TooManyNodes(Exception):
+    """A lowering built more expression nodes than its builder's limit."""
+
+
 class ExprBuilder:
-    """The hash-consing table of one lowering; ``with ExprBuilder():`` activates it."""
+    """The hash-consing table of one lowering; ``with ExprBuilder():`` activates it.
+    ``limit`` caps the number of distinct nodes (:class:`TooManyNodes` beyond it)."""
 
     active: ExprBuilder | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int | None = None) -> None:
         self.table: dict[tuple, Expr] = {}
         self.nodes: list[Expr] = []
+        self.limit = limit
 
     def __enter__(self) -> ExprBuilder:
         self._outer = ExprBuilder.active
@@ -58,6 +64,8 @@ class ExprBuilder:
         key = (op, tuple(a.serial if isinstance(a, Expr) else _const_key(a) for a in args), dtype)
         e = self.table.get(key)
         if e is None:
+            if self.limit is not None and len(self.nodes) >= self.limit:
+                raise TooManyNodes
             e = Expr(op, args, dtype, len(self.nodes))
             self.table[key] = e
             self.nodes.append(e)

@@ -1,0 +1,754 @@
+"""Array-level code generation: a captured graph becomes numba loops, one loop nest per
+operation, so the generated code grows with the graph's length and not with the sizes of
+its arrays.
+
+This is what ``sg.jit`` compiles when unrolling a function to scalar code would be too
+large (a gradient over thousands of inputs, a Hessian of hundreds, matrix products):
+
+* consecutive elementwise operations of one shape are **fused** into a single loop nest that
+  keeps intermediate values in registers and stores only the values used later (the scalar
+  forms of the operations are those of the unrolled path, ``_codegen._TEMPLATES``);
+* reductions, cumulative sums, traces, einsum and batched matrix products are loops over
+  their operands; a 2-D float matrix product calls BLAS (``np.dot``);
+* indexing and its transposes (``getitem``, ``unindex``, ``scatter_*``) gather or scatter
+  through an index map computed once at compile time by applying the primitive to integer
+  arrays, so every index NumPy accepts compiles the same way;
+* reshapes are views, transposes copies; outputs are written in place when the operation
+  producing them allocates.
+
+Composite primitives (``logsumexp``, ``softmax``, ...) are expanded into the primitives they
+are made of. Constant arrays of the graph are passed to the kernel as extra arguments.
+Intermediates are allocated per call (the unrolled path is the allocation-free one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..core.graph import Eqn, Graph, Var, make_graph
+from ..core.primitive import ShapeDtype, primitives
+from ._codegen import _TEMPLATES, _cast, _literal, _numba_type, load_kernel_module
+from ._lower import NotCompilableError, is_elementwise, is_lowerable
+
+__all__ = ["LoopKernel", "compile_loops"]
+
+
+@dataclass
+class LoopKernel:
+    """A compiled loop kernel with its constants bound: ``kernel(*inputs)`` allocates and
+    returns the outputs, ``kernel_out(*inputs, *outputs)`` writes into given ones."""
+
+    kernel: Callable
+    kernel_out: Callable
+    source: str
+
+
+def _size(shape: Sequence[int]) -> int:
+    return int(math.prod(shape))
+
+
+def _tuple(items: Sequence[Any]) -> str:
+    items = [str(i) for i in items]
+    return f"({', '.join(items)}{',' if len(items) == 1 else ''})"
+
+
+def _aval(x: Any) -> ShapeDtype:
+    return x.aval if isinstance(x, Var) else ShapeDtype.of(x)
+
+
+class _Program:
+    """The source of one kernel being written: names of graph values, constants, lines."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.lines: list[str] = []
+        self.names: dict[int, str] = {}
+        self.consts: list[np.ndarray] = []
+        self._const_ids: dict[int, str] = {}
+        self._counter = 0
+        self.indent = "    "
+        # Graph outputs are written in place by the operation producing them, when it
+        # allocates (each output variable once).
+        self.out_slot: dict[int, int] = {}
+        for k, o in enumerate(graph.outputs):
+            if isinstance(o, Var) and o.aval.shape and id(o) not in self.out_slot:
+                self.out_slot[id(o)] = k
+        for k, v in enumerate(graph.invars):
+            self.names[id(v)] = f"a{k}"
+        self.in_place: dict[int, int] = {}  # id(var) -> the output it is written into
+
+    # -- names ---------------------------------------------------------------------------
+    def fresh(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}{self._counter}"
+
+    def emit(self, line: str) -> None:
+        self.lines.append(self.indent + line)
+
+    def ref(self, x: Any) -> str:
+        """The name of a graph value, or the literal or constant argument standing for it."""
+        if isinstance(x, Var):
+            return self.names[id(x)]
+        a = np.asarray(x)
+        if a.ndim == 0:
+            return _literal(a[()])
+        name = self._const_ids.get(id(x))
+        if name is None:
+            name = f"c{len(self.consts)}"
+            self.consts.append(np.array(a, order="C", copy=True))
+            self._const_ids[id(x)] = name
+        return name
+
+    def const(self, array: np.ndarray) -> str:
+        """A constant array computed by a rule (an index map)."""
+        name = f"c{len(self.consts)}"
+        self.consts.append(np.ascontiguousarray(array))
+        return name
+
+    def bind(self, var: Var, name: str) -> None:
+        self.names[id(var)] = name
+
+    def alloc(self, var: Var, fill: Any = None) -> str:
+        """A fresh array for ``var`` (its output argument when it is an output)."""
+        name = self.fresh("v")
+        slot = self.out_slot.pop(id(var), None)
+        aval = var.aval
+        if slot is not None:
+            self.in_place[id(var)] = slot
+            self.emit(f"{name} = o{slot}")
+            if fill is not None:
+                self.emit(f"{name}.fill({_literal(aval.dtype.type(fill))})")
+        elif fill is None:
+            self.emit(f"{name} = np.empty({_tuple(aval.shape)}, np.{aval.dtype.name})")
+        else:
+            value = _literal(aval.dtype.type(fill))
+            self.emit(f"{name} = np.full({_tuple(aval.shape)}, {value}, np.{aval.dtype.name})")
+        self.bind(var, name)
+        return name
+
+    def flat(self, x: Any) -> str:
+        """A flat (1-D) view of a graph array, bound to a local name (not re-made in loops)."""
+        view = self.fresh("f")
+        self.emit(f"{view} = {self.ref(x)}.reshape(({_size(_aval(x).shape)},))")
+        return view
+
+    # -- loops ---------------------------------------------------------------------------
+    def open_loops(self, shape: Sequence[int]) -> list[str]:
+        idx = []
+        for n in shape:
+            i = self.fresh("i")
+            self.emit(f"for {i} in range({n}):")
+            self.indent += "    "
+            idx.append(i)
+        return idx
+
+    def close_loops(self, count: int) -> None:
+        self.indent = self.indent[: len(self.indent) - 4 * count]
+
+
+def element(prog: _Program, x: Any, idx: Sequence[str], shape: Sequence[int]) -> str:
+    """The element of ``x`` (broadcast against ``shape``) at loop indices ``idx``."""
+    xs = _aval(x).shape
+    if xs and not isinstance(x, Var) and np.all(np.asarray(x) == np.asarray(x).flat[0]):
+        return _literal(np.asarray(x).flat[0])  # a constant splat: no memory read
+    name = prog.ref(x)
+    if not xs:
+        return name
+    lead = len(shape) - len(xs)
+    terms = ["0" if n == 1 and shape[lead + k] != 1 else idx[lead + k] for k, n in enumerate(xs)]
+    return f"{name}[{', '.join(terms)}]"
+
+
+# -- elementwise, fused ----------------------------------------------------------------------
+def _scalar_form(eqn: Eqn, args: list[str]) -> str:
+    name = eqn.prim.name
+    dtype = eqn.outvars[0].aval.dtype
+    if name in ("astype", "astype_nondiff", "broadcast_to"):
+        return _cast(dtype, args[0]) if dtype != _aval(eqn.inputs[0]).dtype else args[0]
+    if name == "invert":
+        return f"(not {args[0]})" if dtype.kind == "b" else f"(~{args[0]})"
+    template = _TEMPLATES.get(name)
+    if template is None:
+        raise NotCompilableError(
+            f"primitive '{name}' has no compiled scalar form yet; call the function without "
+            "sg.jit, or add a template to scigrad/jit/_codegen.py"
+        )
+    extra = [_literal(v) for v in eqn.params.values()] if name == "round" else []
+    return template(args + extra)
+
+
+_FUSABLE_EXTRA = frozenset({"astype", "astype_nondiff", "broadcast_to"})
+
+
+def _fusable(eqn: Eqn) -> bool:
+    return (is_elementwise(eqn.prim) or eqn.prim.name in _FUSABLE_EXTRA) and len(eqn.outvars) == 1
+
+
+def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
+    """One loop nest computing every equation of ``group`` (same output shape)."""
+    shape = group[0].outvars[0].aval.shape
+    stored = [e.outvars[0] for e in group if id(e.outvars[0]) in used_later]
+    if not shape:  # scalars: straight-line code
+        for e in group:
+            args = [element(prog, a, [], shape) for a in e.inputs]
+            name = prog.fresh("s")
+            prog.emit(f"{name} = {_scalar_form(e, args)}")
+            prog.bind(e.outvars[0], name)
+        return
+    arrays = {id(v): prog.alloc(v) for v in stored}
+    idx = prog.open_loops(shape)
+    local: dict[int, str] = {}
+    for e in group:
+        args = [
+            local[id(a)] if isinstance(a, Var) and id(a) in local else element(prog, a, idx, shape)
+            for a in e.inputs
+        ]
+        name = prog.fresh("t")
+        prog.emit(f"{name} = {_scalar_form(e, args)}")
+        v = e.outvars[0]
+        local[id(v)] = name
+        if id(v) in arrays:
+            prog.emit(f"{arrays[id(v)]}[{', '.join(idx)}] = {name}")
+    prog.close_loops(len(shape))
+
+
+# -- the other rules, by primitive name --------------------------------------------------------
+_RULES: dict[str, Callable[[_Program, Eqn], None]] = {}
+
+
+def _rule(*names: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for n in names:
+            _RULES[n] = fn
+        return fn
+
+    return deco
+
+
+_REDUCERS = {
+    "sum": (0, "{acc} + {x}"),
+    "prod": (1, "{acc} * {x}"),
+    "max": (-math.inf, "_s.maximum({acc}, {x})"),
+    "min": (math.inf, "_s.minimum({acc}, {x})"),
+    "any": (False, "({acc} or ({x} != 0))"),
+    "all": (True, "({acc} and ({x} != 0))"),
+    "count_nonzero": (0, "({acc} + (1 if {x} != 0 else 0))"),
+}
+
+
+def _identity(name: str, dtype: np.dtype) -> Any:
+    value = _REDUCERS[name][0]
+    if dtype.kind in "iu" and math.isinf(value):
+        info = np.iinfo(dtype)
+        return info.min if value < 0 else info.max
+    return value
+
+
+@_rule(*_REDUCERS)
+def _reduction(prog: _Program, eqn: Eqn) -> None:
+    (x,) = eqn.inputs
+    out = eqn.outvars[0]
+    xs = _aval(x).shape
+    axes = tuple(range(len(xs))) if eqn.params["axis"] is None else eqn.params["axis"]
+    init, combine = _REDUCERS[eqn.prim.name]
+    dtype = out.aval.dtype
+    init = _literal(dtype.type(_identity(eqn.prim.name, dtype)))
+    kept_shape = tuple(1 if a in axes else n for a, n in enumerate(xs))
+    if not out.aval.shape:  # a full reduction: a scalar accumulator
+        acc = prog.fresh("s")
+        prog.emit(f"{acc} = {init}")
+        idx = prog.open_loops(xs)
+        prog.emit(f"{acc} = {combine.format(acc=acc, x=element(prog, x, idx, xs))}")
+        prog.close_loops(len(xs))
+        prog.bind(out, acc)
+        return
+    keep = eqn.params["keepdims"]
+    kept_var = out if keep else Var(ShapeDtype(kept_shape, dtype))
+    acc = prog.alloc(kept_var, fill=_identity(eqn.prim.name, dtype))
+    idx = prog.open_loops(xs)
+    target = f"{acc}[{', '.join('0' if a in axes else i for a, i in enumerate(idx))}]"
+    prog.emit(f"{target} = {combine.format(acc=target, x=element(prog, x, idx, xs))}")
+    prog.close_loops(len(xs))
+    if not keep:
+        prog.bind(out, f"{acc}.reshape({_tuple(out.aval.shape)})")
+
+
+@_rule("cumsum")
+def _cumsum(prog: _Program, eqn: Eqn) -> None:
+    (x,) = eqn.inputs
+    out = eqn.outvars[0]
+    xs = _aval(x).shape
+    axis, reverse = eqn.params["axis"], eqn.params["reverse"]
+    if axis is None or not xs:
+        xs, axis = (_size(xs),), 0
+    pre, n, post = _size(xs[:axis]), xs[axis], _size(xs[axis + 1 :])
+    src = prog.fresh("x")
+    prog.emit(f"{src} = {prog.ref(x)}.reshape(({pre}, {n}, {post}))")
+    dst = prog.alloc(out)
+    view = prog.fresh("y")
+    prog.emit(f"{view} = {dst}.reshape(({pre}, {n}, {post}))")
+    p, q = prog.open_loops((pre, post))
+    acc = prog.fresh("s")
+    prog.emit(f"{acc} = {_literal(out.aval.dtype.type(0))}")
+    order = f"range({n} - 1, -1, -1)" if reverse else f"range({n})"
+    prog.emit(f"for j in {order}:")
+    prog.emit(f"    {acc} = {acc} + {src}[{p}, j, {q}]")
+    prog.emit(f"    {view}[{p}, j, {q}] = {acc}")
+    prog.close_loops(2)
+
+
+@_rule("reshape")
+def _reshape(prog: _Program, eqn: Eqn) -> None:
+    (x,) = eqn.inputs
+    out = eqn.outvars[0]
+    shape = out.aval.shape
+    if not _aval(x).shape:
+        name = prog.alloc(out)
+        prog.emit(f"{name}.fill({prog.ref(x)})")
+    elif not shape:
+        prog.bind(out, prog.fresh("s"))
+        prog.emit(f"{prog.names[id(out)]} = {prog.flat(x)}[0]")
+    else:
+        prog.bind(out, f"{prog.ref(x)}.reshape({_tuple(shape)})")
+
+
+@_rule("stop_gradient")
+def _alias(prog: _Program, eqn: Eqn) -> None:
+    prog.bind(eqn.outvars[0], prog.ref(eqn.inputs[0]))
+
+
+@_rule("transpose")
+def _transpose(prog: _Program, eqn: Eqn) -> None:
+    (x,) = eqn.inputs
+    out = eqn.outvars[0]
+    axes = eqn.params["axes"]
+    name = prog.alloc(out)
+    idx = prog.open_loops(out.aval.shape)
+    src = [""] * len(axes)
+    for k, a in enumerate(axes):
+        src[a] = idx[k]
+    prog.emit(f"{name}[{', '.join(idx)}] = {prog.ref(x)}[{', '.join(src)}]")
+    prog.close_loops(len(idx))
+
+
+def _probe(x: Any) -> np.ndarray:
+    """The flat positions of an array shaped like ``x``: what indexing rules index."""
+    shape = _aval(x).shape
+    return np.arange(_size(shape), dtype=np.int64).reshape(shape)
+
+
+def _gather(prog: _Program, out: Var, source: str, index_map: np.ndarray) -> None:
+    """``out.flat[j] = source[index_map.flat[j]]``."""
+    if not out.aval.shape:
+        prog.bind(out, prog.fresh("s"))
+        prog.emit(f"{prog.names[id(out)]} = {source}[{int(index_map)}]")
+        return
+    name = prog.alloc(out)
+    m = prog.const(index_map.ravel())
+    size = index_map.size
+    prog.emit(f"{name}f = {name}.reshape(({size},))")
+    prog.emit(f"for j in range({size}):")
+    prog.emit(f"    {name}f[j] = {source}[{m}[j]]")
+
+
+def _source_flat(prog: _Program, x: Any) -> str:
+    if not _aval(x).shape:
+        name = prog.fresh("x")
+        prog.emit(f"{name} = np.full(1, {prog.ref(x)})")
+        return name
+    return prog.flat(x)
+
+
+@_rule("getitem")
+def _getitem(prog: _Program, eqn: Eqn) -> None:
+    (x,) = eqn.inputs
+    index_map = _probe(x)[eqn.params["idx"]]
+    _gather(prog, eqn.outvars[0], _source_flat(prog, x), np.asarray(index_map))
+
+
+@_rule("concatenate")
+def _concatenate(prog: _Program, eqn: Eqn) -> None:
+    # One gather from the inputs laid end to end; each input is copied once into it.
+    total = sum(_size(_aval(a).shape) for a in eqn.inputs)
+    joined = prog.fresh("x")
+    dtype = eqn.outvars[0].aval.dtype
+    prog.emit(f"{joined} = np.empty({total}, np.{dtype.name})")
+    probes, offset = [], 0
+    for a in eqn.inputs:
+        n = _size(_aval(a).shape)
+        prog.emit(f"{joined}[{offset}:{offset + n}] = {_source_flat(prog, a)}")
+        probes.append(_probe(a) + offset)
+        offset += n
+    index_map = primitives["concatenate"].impl(*probes, **eqn.params)
+    _gather(prog, eqn.outvars[0], joined, index_map)
+
+
+def _scatter(prog: _Program, out: Var, index_map: np.ndarray, updates: Any, op: str) -> None:
+    """``out.flat[index_map[j]] op= updates[j]`` (updates broadcast to the map's shape)."""
+    size = index_map.size
+    if size == 0:
+        return
+    m = prog.const(index_map.ravel())
+    flat_out = prog.fresh("f")
+    prog.emit(f"{flat_out} = {prog.names[id(out)]}.reshape(({_size(out.aval.shape)},))")
+    ushape = _aval(updates).shape
+    if not ushape or (not isinstance(updates, Var) and np.ndim(updates) == 0):
+        value = prog.ref(updates)
+        read = lambda: value  # noqa: E731
+    elif ushape == index_map.shape:
+        src = prog.flat(updates)
+        read = lambda: f"{src}[j]"  # noqa: E731
+    else:
+        upd = np.broadcast_to(_probe(updates), index_map.shape)
+        um = prog.const(upd.ravel())
+        src = prog.flat(updates)
+        read = lambda: f"{src}[{um}[j]]"  # noqa: E731
+    prog.emit(f"for j in range({size}):")
+    target = f"{flat_out}[{m}[j]]"
+    value = read()
+    if op == "=":
+        prog.emit(f"    {target} = {value}")
+    else:
+        prog.emit(f"    {target} = {target} {op} {value}")
+
+
+@_rule("unindex")
+def _unindex(prog: _Program, eqn: Eqn) -> None:
+    (g,) = eqn.inputs
+    out = eqn.outvars[0]
+    prog.alloc(out, fill=0)
+    index_map = np.asarray(_probe(out)[eqn.params["idx"]])
+    _scatter(prog, out, index_map, g, "+")
+
+
+_SCATTER_OPS = {"scatter_add": "+", "scatter_mul": "*", "scatter_set": "="}
+
+
+@_rule(*_SCATTER_OPS)
+def _scatter_rule(prog: _Program, eqn: Eqn) -> None:
+    operand, updates = eqn.inputs
+    out = eqn.outvars[0]
+    name = prog.alloc(out)
+    if _aval(operand).shape:
+        prog.emit(f"{name}.reshape(({_size(out.aval.shape)},))[:] = {prog.flat(operand)}")
+    else:
+        prog.emit(f"{name}.fill({prog.ref(operand)})")
+    index_map = np.asarray(_probe(out)[eqn.params["idx"]])
+    _scatter(prog, out, index_map, updates, _SCATTER_OPS[eqn.prim.name])
+
+
+@_rule("trace")
+def _trace(prog: _Program, eqn: Eqn) -> None:
+    (x,) = eqn.inputs
+    p = eqn.params
+    diag = np.diagonal(_probe(x), p["offset"], p["axis1"], p["axis2"])  # (..., d)
+    rows = diag.reshape(-1, diag.shape[-1])
+    m = prog.const(rows)
+    src = prog.flat(x)
+    out = eqn.outvars[0]
+    zero = _literal(out.aval.dtype.type(0))
+    if not out.aval.shape:
+        acc = prog.fresh("s")
+        prog.emit(f"{acc} = {zero}")
+        prog.emit(f"for d in range({rows.shape[1]}):")
+        prog.emit(f"    {acc} += {src}[{m}[0, d]]")
+        prog.bind(out, acc)
+        return
+    name = prog.alloc(out, fill=0)
+    prog.emit(f"{name}f = {name}.reshape(({rows.shape[0]},))")
+    prog.emit(f"for r in range({rows.shape[0]}):")
+    prog.emit(f"    for d in range({rows.shape[1]}):")
+    prog.emit(f"        {name}f[r] += {src}[{m}[r, d]]")
+
+
+def _contraction(prog: _Program, out: Var, operands: list, letters: list[str], result: str):
+    """``out[result] = sum over the other letters of prod(operand[letters])``, as loops
+    (operands of size 1 along a letter broadcast)."""
+    sizes: dict[str, int] = {}
+    for x, lets in zip(operands, letters, strict=True):
+        for c, n in zip(lets, _aval(x).shape, strict=True):
+            if sizes.get(c, 1) not in (1, n) and n != 1:
+                raise NotCompilableError(f"einsum: inconsistent sizes for index '{c}'")
+            sizes[c] = max(sizes.get(c, 1), n)
+    order = list(result) + [c for c in sizes if c not in result]
+    if result:
+        name = prog.alloc(out, fill=0)
+        target = f"{name}[{', '.join(c + '_' for c in result)}]"
+    else:
+        name = target = prog.fresh("s")
+        prog.emit(f"{name} = {_literal(out.aval.dtype.type(0))}")
+    for c in order:
+        prog.emit(f"for {c}_ in range({sizes[c]}):")
+        prog.indent += "    "
+    reads = []
+    for x, lets in zip(operands, letters, strict=True):
+        shape = _aval(x).shape
+        terms = [
+            "0" if n == 1 and sizes[c] != 1 else c + "_" for c, n in zip(lets, shape, strict=True)
+        ]
+        reads.append(f"{prog.ref(x)}[{', '.join(terms)}]" if lets else prog.ref(x))
+    prog.emit(f"{target} += {' * '.join(reads)}")
+    prog.close_loops(len(order))
+    if not result:
+        prog.bind(out, name)
+
+
+@_rule("einsum")
+def _einsum(prog: _Program, eqn: Eqn) -> None:
+    subscripts = eqn.params["subscripts"].replace(" ", "")
+    if "..." in subscripts:
+        raise NotCompilableError("einsum with '...' has no loop form yet")
+    if "->" in subscripts:
+        lhs, result = subscripts.split("->")
+    else:
+        lhs = subscripts
+        counts = {c: lhs.count(c) for c in lhs if c.isalpha()}
+        result = "".join(sorted(c for c, k in counts.items() if k == 1))
+    letters = lhs.split(",")
+    _contraction(prog, eqn.outvars[0], list(eqn.inputs), letters, result)
+
+
+@_rule("matmul")
+def _matmul(prog: _Program, eqn: Eqn) -> None:
+    a, b = eqn.inputs
+    out = eqn.outvars[0]
+    sa, sb = _aval(a).shape, _aval(b).shape
+    if all(_aval(x).dtype == np.float64 for x in (a, b)) and len(sa) <= 2 and len(sb) <= 2:
+        if out.aval.shape:  # BLAS
+            prog.emit(f"np.dot({prog.ref(a)}, {prog.ref(b)}, {prog.alloc(out)})")
+        else:
+            prog.bind(out, prog.fresh("s"))
+            prog.emit(f"{prog.names[id(out)]} = np.dot({prog.ref(a)}, {prog.ref(b)})")
+        return
+    # The general case as a contraction: batch letters broadcast, then m k, k n.
+    nb = max(len(sa), len(sb), 2) - 2
+    batch = "".join(chr(ord("p") + k) for k in range(nb))
+    la = (batch[nb - (len(sa) - 2) :] if len(sa) > 2 else "") + ("mk" if len(sa) > 1 else "k")
+    lb = (batch[nb - (len(sb) - 2) :] if len(sb) > 2 else "") + ("kn" if len(sb) > 1 else "k")
+    result = batch + ("m" if len(sa) > 1 else "") + ("n" if len(sb) > 1 else "")
+    _contraction(prog, out, [a, b], [la, lb], result)
+
+
+# -- composite primitives, expanded into the primitives they are made of --------------------
+def _bind(name: str, *args: Any, **params: Any) -> Any:
+    return primitives[name].bind(*args, **params)
+
+
+def _lse_shift(a: Any, axis: Any) -> Any:
+    m = _bind("max", a, axis=axis, keepdims=True)
+    return _bind("where", _bind("isfinite", m), m, 0.0)
+
+
+def _expand_logsumexp(a: Any, *, axis: Any, keepdims: bool) -> Any:
+    m = _lse_shift(a, axis)
+    s = _bind("sum", _bind("exp", _bind("subtract", a, m)), axis=axis, keepdims=keepdims)
+    return _bind("add", _bind("log", s), m if keepdims else _bind("reshape", m, shape=s.shape))
+
+
+def _expand_logsumexp_b(a: Any, b: Any, *, axis: Any, keepdims: bool) -> Any:
+    shape = np.broadcast_shapes(a.shape, np.shape(b))
+    a = _bind("broadcast_to", a, shape=shape)
+    m = _lse_shift(a, axis)
+    weighted = _bind("multiply", b, _bind("exp", _bind("subtract", a, m)))
+    s = _bind("sum", weighted, axis=axis, keepdims=keepdims)
+    shift = m if keepdims else _bind("reshape", m, shape=s.shape)
+    return _bind("add", _bind("log", _bind("absolute", s)), shift), _bind("sign", s)
+
+
+def _expand_softmax(x: Any, *, axis: Any) -> Any:
+    e = _bind("exp", _bind("subtract", x, _bind("max", x, axis=axis, keepdims=True)))
+    return _bind("divide", e, _bind("sum", e, axis=axis, keepdims=True))
+
+
+def _expand_log_softmax(x: Any, *, axis: Any) -> Any:
+    shifted = _bind("subtract", x, _lse_shift(x, axis))
+    total = _bind("sum", _bind("exp", shifted), axis=axis, keepdims=True)
+    return _bind("subtract", shifted, _bind("log", total))
+
+
+_EXPANSIONS: dict[str, Callable] = {
+    "logsumexp": _expand_logsumexp,
+    "logsumexp_b": _expand_logsumexp_b,
+    "softmax": _expand_softmax,
+    "log_softmax": _expand_log_softmax,
+}
+
+
+def _expand(graph: Graph) -> list[Eqn]:
+    """The graph's equations with composite primitives replaced by their expansions."""
+    eqns: list[Eqn] = []
+    for e in graph.eqns:
+        expansion = _EXPANSIONS.get(e.prim.name)
+        if expansion is None:
+            eqns.append(e)
+            continue
+        avals = [_aval(a) for a in e.inputs]
+        sub = make_graph(lambda *xs, f=expansion, p=e.params: f(*xs, **p), *avals)
+        rename = {id(v): a for v, a in zip(sub.invars, e.inputs, strict=True)}
+        outs = e.outvars
+        for v, o in zip(outs, sub.outputs, strict=True):
+            rename[id(o)] = v  # the expansion's results are the original outputs
+        for se in _expand(sub):
+            inputs = [rename.get(id(a), a) if isinstance(a, Var) else a for a in se.inputs]
+            outvars = [rename.get(id(v), v) for v in se.outvars]
+            if any(o.aval.dtype != w.aval.dtype for o, w in zip(outvars, se.outvars, strict=True)):
+                raise NotCompilableError(f"expansion of '{e.prim.name}' changed a dtype")
+            eqns.append(Eqn(se.prim, inputs, se.params, outvars))
+    return eqns
+
+
+# -- the kernel ------------------------------------------------------------------------------
+def _fusion_key(e: Eqn) -> tuple | None:
+    return e.outvars[0].aval.shape if _fusable(e) else None
+
+
+def _schedule(eqns: list[Eqn]) -> list[Eqn]:
+    """A dependency order that keeps elementwise equations of one shape together, so they
+    fuse into one loop nest: among the equations whose inputs are ready, one that joins
+    the current group goes first, else the earliest. (Derivative graphs interleave their
+    forward and backward values; numba's compile time grows with the number of loops.)"""
+    produced_by: dict[int, int] = {}
+    for k, e in enumerate(eqns):
+        for v in e.outvars:
+            produced_by[id(v)] = k
+    waiting = [0] * len(eqns)
+    users: list[list[int]] = [[] for _ in eqns]
+    for k, e in enumerate(eqns):
+        deps = {produced_by[id(a)] for a in e.inputs if isinstance(a, Var) and id(a) in produced_by}
+        waiting[k] = len(deps)
+        for d in deps:
+            users[d].append(k)
+    ready = [k for k in range(len(eqns)) if not waiting[k]]
+    order: list[Eqn] = []
+    current = None
+    while ready:
+        pick = next(
+            (k for k in ready if current is not None and _fusion_key(eqns[k]) == current), None
+        )
+        if pick is None:
+            pick = min(ready)
+        ready.remove(pick)
+        order.append(eqns[pick])
+        current = _fusion_key(eqns[pick])
+        for u in users[pick]:
+            waiting[u] -= 1
+            if not waiting[u]:
+                ready.append(u)
+    return order
+
+
+def _groups(eqns: list[Eqn]) -> list[list[Eqn]]:
+    """Consecutive fusable equations of one output shape form a group; others are alone."""
+    groups: list[list[Eqn]] = []
+    for e in eqns:
+        key = _fusion_key(e)
+        if key is not None and groups and _fusion_key(groups[-1][0]) == key:
+            groups[-1].append(e)
+        else:
+            groups.append([e])
+    return groups
+
+
+def _program(graph: Graph) -> _Program:
+    prog = _Program(graph)
+    eqns = _schedule(_expand(graph))
+    for e in eqns:
+        name = e.prim.name
+        if not is_lowerable(name) and name not in _RULES:
+            raise NotCompilableError(
+                f"primitive '{name}' cannot be compiled yet (it needs concrete values -- a "
+                "factorization, a sort, a sparse solve); call the function without sg.jit"
+            )
+    # Which group reads each variable (outputs count as a reader of their own).
+    groups = _groups(eqns)
+    readers: dict[int, set[int]] = {}
+    for g, group in enumerate(groups):
+        for e in group:
+            for x in e.inputs:
+                if isinstance(x, Var):
+                    readers.setdefault(id(x), set()).add(g)
+    for o in graph.outputs:
+        readers.setdefault(id(o), set()).add(-1)
+    for g, group in enumerate(groups):
+        if _fusable(group[0]):
+            stored = {id(e.outvars[0]) for e in group if readers.get(id(e.outvars[0]), set()) - {g}}
+            _emit_fused(prog, group, stored)
+            continue
+        (e,) = group
+        rule = _RULES.get(e.prim.name)
+        if rule is None:
+            raise NotCompilableError(
+                f"primitive '{e.prim.name}' has no loop form in scigrad/jit/_loops.py yet; "
+                "call the function without sg.jit"
+            )
+        rule(prog, e)
+    return prog
+
+
+def compile_loops(graph: Graph) -> LoopKernel:
+    """Compile ``graph`` to a loop kernel (raises ``NotCompilableError`` naming a primitive
+    without a loop form)."""
+    prog = _program(graph)
+    for k, o in enumerate(graph.outputs):
+        shape = _aval(o).shape
+        if not shape:
+            prog.emit(f"o{k}[()] = {prog.ref(o)}")
+        elif prog.in_place.get(id(o)) != k:  # not written by the operation producing it
+            prog.emit(f"o{k}.reshape(({_size(shape)},))[:] = {prog.flat(o)}")
+    return _assemble(graph, prog)
+
+
+def _assemble(graph: Graph, prog: _Program) -> LoopKernel:
+    nin, nconst, nout = len(graph.invars), len(prog.consts), len(graph.outputs)
+    ins = [f"a{k}" for k in range(nin)] + [f"c{k}" for k in range(nconst)]
+    outs = [f"o{k}" for k in range(nout)]
+    out_avals = [_aval(o) for o in graph.outputs]
+    lines = [
+        "import math",
+        "import numpy as np",
+        "from scigrad.jit import _support as _s",
+        "",
+        "",
+        f"def kernel_out({', '.join(ins + outs)}):",
+    ]
+    checks = [f"a{k}.shape != {v.aval.shape!r}" for k, v in enumerate(graph.invars) if v.aval.shape]
+    checks += [f"o{k}.shape != {a.shape!r}" for k, a in enumerate(out_avals)]
+    if checks:
+        lines.append(f"    if {' or '.join(checks)}:")
+        lines.append("        raise ValueError('scigrad.jit: argument shapes changed')")
+    lines += prog.lines or ["    pass"]
+    lines += ["", "", f"def kernel({', '.join(ins)}):"]
+    for k, a in enumerate(out_avals):
+        lines.append(f"    o{k} = np.empty({_tuple(a.shape)}, np.{a.dtype.name})")
+    lines.append(f"    kernel_out({', '.join(ins + outs)})")
+    results = [f"o{k}[()]" if not a.shape else f"o{k}" for k, a in enumerate(out_avals)]
+    lines.append(f"    return {results[0] if nout == 1 else '(' + ', '.join(results) + ',)'}")
+    source = "\n".join(lines) + "\n"
+
+    from numba import types
+
+    in_types = [_numba_type(v.aval.dtype, v.aval.ndim) for v in graph.invars]
+    in_types += [_numba_type(c.dtype, c.ndim) for c in prog.consts]
+    out_types = [types.Array(_numba_type(a.dtype, 0), len(a.shape), "C") for a in out_avals]
+    results_t = [
+        _numba_type(a.dtype, 0) if not a.shape else t
+        for a, t in zip(out_avals, out_types, strict=True)
+    ]
+    ret = results_t[0] if nout == 1 else types.Tuple(results_t)
+    # The constants are arguments: the source, and the compiled code cached by it, do not
+    # depend on their values.
+    module = load_kernel_module(source, types.void(*in_types, *out_types), ret(*in_types))
+    consts = tuple(prog.consts)
+    kernel_c, kernel_out_c = module.kernel, module.kernel_out
+
+    def kernel(*inputs: Any) -> Any:
+        return kernel_c(*inputs, *consts)
+
+    def kernel_out(*args: Any) -> None:
+        kernel_out_c(*args[:nin], *consts, *args[nin:])
+
+    return LoopKernel(kernel, kernel_out, source)
