@@ -13,8 +13,11 @@ import numpy as np
 import optree
 
 from ..core.batching import vmap
+from ..core.custom import custom_vjp
 from ..core.graph import Graph, make_graph
-from ..core.primitive import ShapeDtype, Tracer
+from ..core.primitive import ShapeDtype, Tracer, find_top_trace
+from ..core.reverse import ReverseTrace
+from ..core.transforms import vjp
 from ..core.tree import NAMESPACE, tree_flatten, tree_unflatten
 from ._codegen import KernelSpec, compile_kernel, live_nodes
 from ._expr import ExprBuilder, TooManyNodes
@@ -229,6 +232,8 @@ class _JitState:
         self._cache: dict[Any, tuple[Compiled, Any, Any]] = {}
         #: The last kernel, callable directly when the arguments need no preparation.
         self._fast: Callable | None = None
+        self._custom: custom_vjp | None = None
+        self.jitted: Callable | None = None  # the function jit returned (set by jit)
 
     # -- the general path ----------------------------------------------------------------
     def _split(self, args: tuple) -> tuple[tuple, tuple]:
@@ -245,8 +250,10 @@ class _JitState:
         dyn, statics = self._split(args)
         leaves, in_tree = tree_flatten((dyn, kwargs))
         if any(isinstance(x, Tracer) for x in leaves):
-            # Under an outer transformation the function runs as ordinary scigrad code, so
-            # that transformation sees (and differentiates) every primitive.
+            if not kwargs and isinstance(find_top_trace(leaves), ReverseTrace):
+                return self._reverse_differentiable()(*args)
+            # Under other transformations the function runs as ordinary scigrad code, so
+            # they see (and transform) every primitive.
             return self.fun(*args, **kwargs)
         arrays = [_leaf_array(x) for x in leaves]
         compiled, out_tree, prepare = self._entry(arrays, in_tree, statics, args)
@@ -345,6 +352,44 @@ class _JitState:
         )
         return compiled, graph.out_tree, prepare
 
+    def _reverse_differentiable(self) -> custom_vjp:
+        """The jitted function with a compiled reverse-mode rule: the forward pass runs the
+        compiled kernel and keeps the arguments; the backward pass runs ``jit`` of the VJP
+        (which recomputes the forward values inside its kernel, as JAX's rematerialization
+        does). Nested reverse differentiation compiles the VJP of the VJP, and so on."""
+        if self._custom is not None:
+            return self._custom
+        fun, static, jitted = self.fun, self.static_argnums, self.jitted
+
+        def pullback(*args_and_cotangent: Any) -> tuple:
+            *args, ct = args_and_cotangent
+            n = len(args)
+            fixed = {k % n: args[k % n] for k in static}
+            diff = [k for k in range(n) if k not in fixed]
+
+            def of_diff(*d: Any) -> Any:
+                full = dict(fixed)
+                full.update(zip(diff, d, strict=True))
+                return fun(*(full[k] for k in range(n)))
+
+            return vjp(of_diff, *(args[k] for k in diff))[1](ct)
+
+        compiled_pullback = jit(
+            pullback, static_argnums=static, parallel=self.parallel, unroll=self.unroll
+        )
+        custom = custom_vjp(fun, nondiff_argnums=static)
+
+        def fwd(*args: Any) -> tuple[Any, Any]:
+            return jitted(*args), args
+
+        def bwd(*nondiff_residuals_ct: Any) -> tuple:
+            residuals, ct = nondiff_residuals_ct[-2:]
+            return tuple(compiled_pullback(*residuals, ct))
+
+        custom.defvjp(fwd, bwd)
+        self._custom = custom
+        return custom
+
     def _move_out_axes(self, flat_out: list, out_tree: Any) -> list:
         out_axes = self._vmap[2]
         axes = _axis_leaves(out_axes) if not isinstance(out_axes, int) else None
@@ -426,8 +471,10 @@ def jit(
     run of elementwise operations, so its compile time grows with the graph's length, not
     its arrays' sizes. ``unroll=True`` or ``False`` forces one or the other. Transforms
     compose: ``jit(grad(f))``, ``jit(hessian(f))``, ``jit(vmap(grad(f)))`` (one batched loop,
-    ``parallel=True`` to spread it over the cores); ``grad(jit(f))`` differentiates ``f``
-    eagerly. Python control flow on traced values raises an error: use
+    ``parallel=True`` to spread it over the cores); ``grad(jit(f))`` runs the compiled
+    kernel forward and a compiled VJP backward (forward mode and ``vmap`` of a jitted
+    function run it as ordinary scigrad code). Python control flow on traced values raises
+    an error: use
     ``scigrad.numpy.where`` or ``sg.cond``, or mark arguments static.
 
     The returned function has a ``lower(*args)`` method giving the :class:`Compiled` kernel
@@ -453,6 +500,7 @@ def jit(
                 pass  # another signature, a pytree or a Python scalar: the general path
         return state._call(args, kwargs)
 
+    state.jitted = jitted
     jitted.__wrapped__ = fun  # type: ignore[attr-defined]
     jitted.__name__ = getattr(fun, "__name__", "jitted")
     jitted.__doc__ = getattr(fun, "__doc__", None)
