@@ -38,6 +38,7 @@ bench: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/matfun.py --output BENCHMARKS_MATFUN.md
 	$(PY) benchmarks/sparsity.py --output BENCHMARKS_SPARSITY.md
 	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/jit.py --output BENCHMARKS_JIT.md
+	OPENBLAS_NUM_THREADS=1 $(PY) benchmarks/jit_large.py --output BENCHMARKS_JIT_LARGE.md
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks examples
