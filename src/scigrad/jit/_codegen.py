@@ -22,6 +22,7 @@ import importlib.util
 import math
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -376,6 +377,7 @@ def load_kernel_module(source: str, out_sig: Any, sig: Any) -> Any:
     """The module of generated ``source`` defining ``kernel_out`` and ``kernel``, compiled
     with numba for these signatures (loaded from the disk cache when compiled before)."""
     import numba
+    from numba.core.errors import NumbaWarning
 
     digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
     module = _loaded.get(digest)
@@ -393,8 +395,11 @@ def load_kernel_module(source: str, out_sig: Any, sig: Any) -> Any:
         module_spec.loader.exec_module(module)
         # nogil: batched kernels run on chunks of the batch in several threads at once.
         options = {"cache": True, "error_model": "numpy", "boundscheck": False, "nogil": True}
-        kernel_out = numba.njit(out_sig, **options)(module.kernel_out)
-        module.kernel_out = kernel_out  # the allocating kernel calls the compiled one
-        module.kernel = numba.njit(sig, **options)(module.kernel)
+        with warnings.catch_warnings():
+            # Object-mode blocks (NumPy's SIMD functions on large arrays) hold the GIL.
+            warnings.filterwarnings("ignore", "Code running in object mode", NumbaWarning)
+            kernel_out = numba.njit(out_sig, **options)(module.kernel_out)
+            module.kernel_out = kernel_out  # the allocating kernel calls the compiled one
+            module.kernel = numba.njit(sig, **options)(module.kernel)
         _loaded[digest] = module
     return module

@@ -153,8 +153,8 @@ class _Program:
 def element(prog: _Program, x: Any, idx: Sequence[str], shape: Sequence[int]) -> str:
     """The element of ``x`` (broadcast against ``shape``) at loop indices ``idx``."""
     xs = _aval(x).shape
-    if xs and not isinstance(x, Var) and np.all(np.asarray(x) == np.asarray(x).flat[0]):
-        return _literal(np.asarray(x).flat[0])  # a constant splat: no memory read
+    if _is_splat(x):
+        return _literal(np.asarray(x).flat[0])  # no memory read
     name = prog.ref(x)
     if not xs:
         return name
@@ -188,10 +188,21 @@ def _fusable(eqn: Eqn) -> bool:
     return (is_elementwise(eqn.prim) or eqn.prim.name in _FUSABLE_EXTRA) and len(eqn.outvars) == 1
 
 
+def _is_splat(x: Any) -> bool:
+    """A constant array holding one value everywhere (read as a literal)."""
+    return (
+        not isinstance(x, Var)
+        and np.ndim(x) > 0
+        and bool(np.all(np.asarray(x) == np.asarray(x).flat[0]))
+    )
+
+
 def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
-    """One loop nest computing every equation of ``group`` (same output shape)."""
+    """One loop nest computing every equation of ``group`` (same output shape). When no
+    operand broadcasts, the nest is one flat loop over contiguous views: less code for
+    numba to compile and no index arithmetic."""
     shape = group[0].outvars[0].aval.shape
-    stored = [e.outvars[0] for e in group if id(e.outvars[0]) in used_later]
+    members = {id(e.outvars[0]) for e in group}
     if not shape:  # scalars: straight-line code
         for e in group:
             args = [element(prog, a, [], shape) for a in e.inputs]
@@ -199,21 +210,103 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
             prog.emit(f"{name} = {_scalar_form(e, args)}")
             prog.bind(e.outvars[0], name)
         return
-    arrays = {id(v): prog.alloc(v) for v in stored}
-    idx = prog.open_loops(shape)
+    outside = [a for e in group for a in e.inputs if not (isinstance(a, Var) and id(a) in members)]
+    flat = len(shape) > 1 and all(_aval(a).shape in ((), shape) or _is_splat(a) for a in outside)
+    arrays = {
+        id(e.outvars[0]): prog.alloc(e.outvars[0]) for e in group if id(e.outvars[0]) in used_later
+    }
+    if flat:
+        views = {id(a): prog.flat(a) for a in outside if _aval(a).shape and not _is_splat(a)}
+        stores = {
+            key: prog.flat(v)
+            for key, v in ((id(e.outvars[0]), e.outvars[0]) for e in group)
+            if key in arrays
+        }
+        (j,) = prog.open_loops((_size(shape),))
+
+        def read(a: Any) -> str:
+            view = views.get(id(a))
+            return f"{view}[{j}]" if view is not None else element(prog, a, [], ())
+
+        def store(key: int) -> str:
+            return f"{stores[key]}[{j}]"
+    else:
+        idx = prog.open_loops(shape)
+
+        def read(a: Any) -> str:
+            return element(prog, a, idx, shape)
+
+        def store(key: int) -> str:
+            return f"{arrays[key]}[{', '.join(idx)}]"
+
     local: dict[int, str] = {}
     for e in group:
         args = [
-            local[id(a)] if isinstance(a, Var) and id(a) in local else element(prog, a, idx, shape)
-            for a in e.inputs
+            local[id(a)] if isinstance(a, Var) and id(a) in local else read(a) for a in e.inputs
         ]
         name = prog.fresh("t")
         prog.emit(f"{name} = {_scalar_form(e, args)}")
-        v = e.outvars[0]
-        local[id(v)] = name
-        if id(v) in arrays:
-            prog.emit(f"{arrays[id(v)]}[{', '.join(idx)}] = {name}")
-    prog.close_loops(len(shape))
+        local[id(e.outvars[0])] = name
+        if id(e.outvars[0]) in arrays:
+            prog.emit(f"{store(id(e.outvars[0]))} = {name}")
+    prog.close_loops(1 if flat else len(shape))
+
+
+# -- elementwise groups run by NumPy ------------------------------------------------------
+#: Functions NumPy evaluates with SIMD loops and numba with scalar libm calls (about ten times
+#: slower for tanh on a 2-core Xeon): groups using them on large arrays are handed to NumPy.
+_SIMD_IN_NUMPY = frozenset(
+    {
+        "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan",
+        "tanh", "sinh", "cosh", "arcsin", "arccos", "arctan", "arcsinh", "arccosh",
+        "arctanh", "arctan2", "power", "cbrt",
+    }
+)  # fmt: skip
+#: Elements from which a group with such a function runs in NumPy (an object-mode block
+#: costs a few microseconds).
+HOST_MIN_SIZE = 4096
+
+
+def _param_source(value: Any) -> str | None:
+    """Python source for a parameter value, or None when it has no simple literal."""
+    if isinstance(value, np.dtype):
+        return f"np.dtype({value.str!r})"
+    if value is None or isinstance(value, bool | int | float | str):
+        return repr(value)
+    if isinstance(value, tuple) and all(isinstance(v, int) for v in value):
+        return repr(value)
+    return None
+
+
+def _runs_on_host(group: list[Eqn]) -> bool:
+    size = _size(group[0].outvars[0].aval.shape)
+    return (
+        size >= HOST_MIN_SIZE
+        and any(e.prim.name in _SIMD_IN_NUMPY for e in group)
+        and all(_param_source(v) is not None for e in group for v in e.params.values())
+    )
+
+
+def _emit_host(prog: _Program, group: list[Eqn], stored: set[int]) -> None:
+    """The group as NumPy calls (each primitive's own implementation) in an object-mode
+    block, writing the values read later into arrays allocated by the kernel."""
+    arrays = {
+        id(e.outvars[0]): prog.alloc(e.outvars[0]) for e in group if id(e.outvars[0]) in stored
+    }
+    prog.emit("with numba.objmode():")
+    prog.indent += "    "
+    local: dict[int, str] = {}
+    for e in group:
+        args = [
+            local.get(id(a)) or prog.ref(a) if isinstance(a, Var) else prog.ref(a) for a in e.inputs
+        ]
+        params = "".join(f", {k}={_param_source(v)}" for k, v in e.params.items())
+        name = prog.fresh("h")
+        prog.emit(f"{name} = _prims[{e.prim.name!r}].impl({', '.join(args)}{params})")
+        local[id(e.outvars[0])] = name
+        if id(e.outvars[0]) in arrays:
+            prog.emit(f"{arrays[id(e.outvars[0])]}[...] = {name}")
+    prog.close_loops(1)
 
 
 # -- the other rules, by primitive name --------------------------------------------------------
@@ -676,7 +769,7 @@ def _program(graph: Graph) -> _Program:
     for g, group in enumerate(groups):
         if _fusable(group[0]):
             stored = {id(e.outvars[0]) for e in group if readers.get(id(e.outvars[0]), set()) - {g}}
-            _emit_fused(prog, group, stored)
+            (_emit_host if _runs_on_host(group) else _emit_fused)(prog, group, stored)
             continue
         (e,) = group
         rule = _RULES.get(e.prim.name)
@@ -709,7 +802,9 @@ def _assemble(graph: Graph, prog: _Program) -> LoopKernel:
     out_avals = [_aval(o) for o in graph.outputs]
     lines = [
         "import math",
+        "import numba",
         "import numpy as np",
+        "from scigrad.core.primitive import primitives as _prims",
         "from scigrad.jit import _support as _s",
         "",
         "",
