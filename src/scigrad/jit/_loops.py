@@ -278,35 +278,28 @@ def _param_source(value: Any) -> str | None:
     return None
 
 
-def _runs_on_host(group: list[Eqn]) -> bool:
-    size = _size(group[0].outvars[0].aval.shape)
+def _on_host(e: Eqn) -> bool:
+    """An elementwise equation NumPy evaluates faster than a compiled scalar loop."""
     return (
-        size >= HOST_MIN_SIZE
-        and any(e.prim.name in _SIMD_IN_NUMPY for e in group)
-        and all(_param_source(v) is not None for e in group for v in e.params.values())
+        e.prim.name in _SIMD_IN_NUMPY
+        and _size(e.outvars[0].aval.shape) >= HOST_MIN_SIZE
+        and all(_param_source(v) is not None for v in e.params.values())
     )
 
 
-def _emit_host(prog: _Program, group: list[Eqn], stored: set[int]) -> None:
-    """The group as NumPy calls (each primitive's own implementation) in an object-mode
-    block, writing the values read later into arrays allocated by the kernel."""
-    arrays = {
-        id(e.outvars[0]): prog.alloc(e.outvars[0]) for e in group if id(e.outvars[0]) in stored
-    }
+def _emit_host(prog: _Program, eqn: Eqn) -> None:
+    """``eqn`` by its NumPy implementation in an object-mode block, into an array the kernel
+    allocates (the ufunc writes there directly)."""
+    out = eqn.outvars[0]
+    dst = prog.alloc(out)
+    args = [prog.ref(a) for a in eqn.inputs]
+    args += [f"{k}={_param_source(v)}" for k, v in eqn.params.items()]
+    call = f"_prims[{eqn.prim.name!r}].impl({', '.join(args)}"
     prog.emit("with numba.objmode():")
-    prog.indent += "    "
-    local: dict[int, str] = {}
-    for e in group:
-        args = [
-            local.get(id(a)) or prog.ref(a) if isinstance(a, Var) else prog.ref(a) for a in e.inputs
-        ]
-        params = "".join(f", {k}={_param_source(v)}" for k, v in e.params.items())
-        name = prog.fresh("h")
-        prog.emit(f"{name} = _prims[{e.prim.name!r}].impl({', '.join(args)}{params})")
-        local[id(e.outvars[0])] = name
-        if id(e.outvars[0]) in arrays:
-            prog.emit(f"{arrays[id(e.outvars[0])]}[...] = {name}")
-    prog.close_loops(1)
+    if isinstance(eqn.prim.impl, np.ufunc) and np.dtype(out.aval.dtype) == np.float64:
+        prog.emit(f"    {call}, out={dst})")
+    else:
+        prog.emit(f"    {dst}[...] = {call})")
 
 
 # -- the other rules, by primitive name --------------------------------------------------------
@@ -696,7 +689,7 @@ def _expand(graph: Graph) -> list[Eqn]:
 
 # -- the kernel ------------------------------------------------------------------------------
 def _fusion_key(e: Eqn) -> tuple | None:
-    return e.outvars[0].aval.shape if _fusable(e) else None
+    return e.outvars[0].aval.shape if _fusable(e) and not _on_host(e) else None
 
 
 def _schedule(eqns: list[Eqn]) -> list[Eqn]:
@@ -767,9 +760,12 @@ def _program(graph: Graph) -> _Program:
     for o in graph.outputs:
         readers.setdefault(id(o), set()).add(-1)
     for g, group in enumerate(groups):
+        if _on_host(group[0]):
+            _emit_host(prog, group[0])
+            continue
         if _fusable(group[0]):
             stored = {id(e.outvars[0]) for e in group if readers.get(id(e.outvars[0]), set()) - {g}}
-            (_emit_host if _runs_on_host(group) else _emit_fused)(prog, group, stored)
+            _emit_fused(prog, group, stored)
             continue
         (e,) = group
         rule = _RULES.get(e.prim.name)
