@@ -146,12 +146,44 @@ def test_outputs_that_are_inputs_constants_or_views(rng):
         onp.testing.assert_array_equal(g, w)
 
 
-def test_uncompilable_primitives_are_named(rng):
-    def solve(a):
-        return np.sum(np.linalg.inv(a) @ a)
+def test_factorizations_run_their_own_implementation(rng):
+    """inv, det, slogdet, cholesky and eigh in loop kernels: eager mode's LAPACK calls,
+    results and errors; derivatives of every order that eager mode takes without
+    inspecting values."""
 
-    with pytest.raises(NotCompilableError, match="'inv'"):
-        sg.jit(solve, unroll=False)(rng.standard_normal((3, 3)) + 3 * onp.eye(3))
+    def f(a):
+        w, v = np.linalg.eigh(a)
+        inv, chol = np.linalg.inv(a), np.linalg.cholesky(a)
+        return (
+            np.sum(inv * a.T)
+            + np.linalg.det(a)
+            + np.sum(chol)
+            + np.sum(w * v[0] ** 2)
+            + (np.linalg.slogdet(a)[1])
+        )
+
+    b = rng.standard_normal((4, 4))
+    a = b @ b.T + 4.0 * onp.eye(4)
+    assert_loops_match_eager(f, a, rng=rng)
+    want = sg.hessian(np.linalg.det)(a)  # entries that vanish exactly are ~1e-15 in both
+    got = sg.jit(sg.hessian(lambda a: np.linalg.det(a)))(a)
+    onp.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * onp.abs(want).max())
+    with pytest.raises(onp.linalg.LinAlgError, match="inv: Singular matrix"):
+        sg.jit(lambda a: np.linalg.inv(a), unroll=False)(onp.ones((3, 3)))
+
+
+def test_operands_without_array_form_are_named(rng):
+    import scipy.sparse
+
+    from scigrad.scipy import sparse
+
+    matrix = sparse.csr_array(scipy.sparse.random_array((5, 5), density=0.5, rng=0, format="csr"))
+
+    def f(x):
+        return np.sum((matrix @ x) ** 2)
+
+    with pytest.raises(NotCompilableError, match="'sparse_matmul'.*no array form"):
+        sg.jit(f)(rng.standard_normal(5))
 
 
 @settings(max_examples=6)

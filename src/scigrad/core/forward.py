@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .graph import TracedControlFlowError, rule_needs_values
 from .primitive import Tracer
 from .trace import Trace
 
@@ -37,16 +38,19 @@ class JVPTrace(Trace):
         ans = prim.impl(*primals, **params) if self.level == 0 else prim.bind(*primals, **params)
         if prim.nondiff:
             return ans
-        if prim.jvp_joint is not None:
-            t_out = prim.jvp_joint(tangents, ans, *primals, **params)
-        else:
-            t_out = None
-            for i, t in enumerate(tangents):
-                if t is None:
-                    continue
-                c = prim.jvp_rule(i)(t, ans, *primals, **params)
-                if c is not None:
-                    t_out = c if t_out is None else t_out + c
+        try:
+            if prim.jvp_joint is not None:
+                t_out = prim.jvp_joint(tangents, ans, *primals, **params)
+            else:
+                t_out = None
+                for i, t in enumerate(tangents):
+                    if t is None:
+                        continue
+                    c = prim.jvp_rule(i)(t, ans, *primals, **params)
+                    if c is not None:
+                        t_out = c if t_out is None else t_out + c
+        except TracedControlFlowError as exc:  # a rule inspected values in a captured graph
+            raise rule_needs_values(exc, prim, "derivative (JVP)") from exc
         if prim.multiple_results:
             if t_out is None:
                 return ans

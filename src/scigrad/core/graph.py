@@ -32,6 +32,7 @@ __all__ = [
     "GraphTracer",
     "TracedControlFlowError",
     "Var",
+    "rule_needs_values",
     "eval_graph",
     "make_graph",
 ]
@@ -39,6 +40,19 @@ __all__ = [
 
 class TracedControlFlowError(TypeError):
     """A traced value was needed as a concrete Python value while capturing a graph."""
+
+
+def rule_needs_values(exc: TracedControlFlowError, prim: Any, kind: str) -> TracedControlFlowError:
+    """``exc`` restated for a derivative rule of ``prim`` that inspects values."""
+    if getattr(exc, "in_rule", False):
+        return exc
+    err = TracedControlFlowError(
+        f"the {kind} rule of primitive '{getattr(prim, 'name', prim)}' needs concrete values "
+        "(it chooses a formula by inspecting them), which a captured graph (sg.jit, "
+        "sparsity detection) does not have: take this derivative without sg.jit."
+    )
+    err.in_rule = True  # type: ignore[attr-defined]
+    return err
 
 
 class Var:

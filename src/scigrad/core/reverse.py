@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .graph import TracedControlFlowError, rule_needs_values
 from .primitive import Tracer, zeros_like
 from .trace import Trace
 
@@ -128,35 +129,38 @@ def backward_pass(tape: list[tuple], cts: list) -> list:
     the outputs back through ``tape``; on return ``cts`` holds the cotangents of the inputs.
     """
     for prim, parents, vals, params, out, ans in reversed(tape):
-        if prim.multiple_results:
-            g = [cts[o] for o in out]
-            if all(c is None for c in g):
-                continue
-            g = tuple(zeros_like(a) if c is None else c for c, a in zip(g, ans, strict=True))
-        else:
-            g = cts[out]
-            if g is None:
-                continue
-            cts[out] = None  # free intermediate cotangents as soon as they are used
-        if prim is _closure:
-            contributions = params["pullback"](g, [p is not None for p in parents])
-        elif prim.vjp_joint is not None:
-            needs = [p is not None for p in parents]
-            contributions = prim.vjp_joint(g, ans, needs, *vals, **params)
-        else:
-            vjps = prim.vjps
-            for i, p in enumerate(parents):
-                if p is None:
+        try:
+            if prim.multiple_results:
+                g = [cts[o] for o in out]
+                if all(c is None for c in g):
                     continue
-                rule = vjps[i] if i < len(vjps) else prim.vjp_rule(i)
-                c = rule(g, ans, *vals, **params)
-                if c is not None:
-                    prev = cts[p]
-                    cts[p] = c if prev is None else prev + c
-            continue
-        for p, c in zip(parents, contributions, strict=False):
-            if p is None or c is None:
+                g = tuple(zeros_like(a) if c is None else c for c, a in zip(g, ans, strict=True))
+            else:
+                g = cts[out]
+                if g is None:
+                    continue
+                cts[out] = None  # free intermediate cotangents as soon as they are used
+            if prim is _closure:
+                contributions = params["pullback"](g, [p is not None for p in parents])
+            elif prim.vjp_joint is not None:
+                needs = [p is not None for p in parents]
+                contributions = prim.vjp_joint(g, ans, needs, *vals, **params)
+            else:
+                vjps = prim.vjps
+                for i, p in enumerate(parents):
+                    if p is None:
+                        continue
+                    rule = vjps[i] if i < len(vjps) else prim.vjp_rule(i)
+                    c = rule(g, ans, *vals, **params)
+                    if c is not None:
+                        prev = cts[p]
+                        cts[p] = c if prev is None else prev + c
                 continue
-            prev = cts[p]
-            cts[p] = c if prev is None else prev + c
+            for p, c in zip(parents, contributions, strict=False):
+                if p is None or c is None:
+                    continue
+                prev = cts[p]
+                cts[p] = c if prev is None else prev + c
+        except TracedControlFlowError as exc:  # a rule inspected values in a captured graph
+            raise rule_needs_values(exc, prim, "derivative (VJP)") from exc
     return cts

@@ -22,7 +22,7 @@ from ..core.tree import NAMESPACE, tree_flatten, tree_unflatten
 from ._codegen import KernelSpec, compile_kernel, live_nodes
 from ._expr import ExprBuilder, TooManyNodes
 from ._loops import compile_loops
-from ._lower import lower_graph
+from ._lower import NotCompilableError, lower_graph
 from ._simplify import simplify_graph
 
 __all__ = ["Compiled", "jit", "scalar_work"]
@@ -116,6 +116,11 @@ def _compile(
             return _compile_unrolled(graph, in_batched, batched, parallel, unroll is True)
         except _TooLarge:
             pass
+        except NotCompilableError:
+            # A primitive with no scalar form (a factorization, a sort): the loop path runs
+            # its own implementation.
+            if unroll is True:
+                raise
     t0 = time.perf_counter()
     # A batched function is compiled from its vmapped graph: the batch is one more axis of
     # every loop.

@@ -22,7 +22,6 @@ import importlib.util
 import math
 import os
 import sys
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -377,7 +376,6 @@ def load_kernel_module(source: str, out_sig: Any, sig: Any) -> Any:
     """The module of generated ``source`` defining ``kernel_out`` and ``kernel``, compiled
     with numba for these signatures (loaded from the disk cache when compiled before)."""
     import numba
-    from numba.core.errors import NumbaWarning
 
     digest = hashlib.sha256((source + numba.__version__).encode()).hexdigest()[:20]
     module = _loaded.get(digest)
@@ -393,13 +391,12 @@ def load_kernel_module(source: str, out_sig: Any, sig: Any) -> Any:
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module
         module_spec.loader.exec_module(module)
-        # nogil: batched kernels run on chunks of the batch in several threads at once.
-        options = {"cache": True, "error_model": "numpy", "boundscheck": False, "nogil": True}
-        with warnings.catch_warnings():
-            # Object-mode blocks (NumPy's SIMD functions on large arrays) hold the GIL.
-            warnings.filterwarnings("ignore", "Code running in object mode", NumbaWarning)
-            kernel_out = numba.njit(out_sig, **options)(module.kernel_out)
-            module.kernel_out = kernel_out  # the allocating kernel calls the compiled one
-            module.kernel = numba.njit(sig, **options)(module.kernel)
+        # nogil: batched kernels run on chunks of the batch in several threads at once
+        # (kernels with object-mode blocks, which call NumPy, need the GIL there).
+        nogil = "numba.objmode" not in source
+        options = {"cache": True, "error_model": "numpy", "boundscheck": False, "nogil": nogil}
+        kernel_out = numba.njit(out_sig, **options)(module.kernel_out)
+        module.kernel_out = kernel_out  # the allocating kernel calls the compiled one
+        module.kernel = numba.njit(sig, **options)(module.kernel)
         _loaded[digest] = module
     return module

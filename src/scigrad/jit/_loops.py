@@ -33,7 +33,7 @@ import numpy as np
 from ..core.graph import Eqn, Graph, Var, make_graph
 from ..core.primitive import ShapeDtype, primitives
 from ._codegen import _TEMPLATES, _cast, _literal, _numba_type, load_kernel_module
-from ._lower import NotCompilableError, is_elementwise, is_lowerable
+from ._lower import NotCompilableError, is_elementwise
 
 __all__ = ["LoopKernel", "compile_loops"]
 
@@ -185,7 +185,12 @@ _FUSABLE_EXTRA = frozenset({"astype", "astype_nondiff", "broadcast_to"})
 
 
 def _fusable(eqn: Eqn) -> bool:
-    return (is_elementwise(eqn.prim) or eqn.prim.name in _FUSABLE_EXTRA) and len(eqn.outvars) == 1
+    name = eqn.prim.name
+    return (
+        (name in _TEMPLATES or name in _FUSABLE_EXTRA or name == "invert")
+        and (is_elementwise(eqn.prim) or name in _FUSABLE_EXTRA)
+        and len(eqn.outvars) == 1
+    )
 
 
 def _is_splat(x: Any) -> bool:
@@ -287,19 +292,54 @@ def _on_host(e: Eqn) -> bool:
     )
 
 
+def _host_call_source(eqn: Eqn, prog: _Program) -> str | None:
+    """``_prims[name].impl(args..., params...)`` as source, or None when a parameter has no
+    literal form or an operand is not an array (a sparse matrix, an operator)."""
+    params = [(k, _param_source(v)) for k, v in eqn.params.items()]
+    if any(src is None for _, src in params):
+        return None
+    if not all(
+        isinstance(a, Var | np.ndarray | np.generic | int | float | bool) for a in eqn.inputs
+    ):
+        return None
+    args = [prog.ref(a) for a in eqn.inputs] + [f"{k}={src}" for k, src in params]
+    return f"_prims[{eqn.prim.name!r}].impl({', '.join(args)})"
+
+
 def _emit_host(prog: _Program, eqn: Eqn) -> None:
-    """``eqn`` by its NumPy implementation in an object-mode block, into an array the kernel
-    allocates (the ufunc writes there directly)."""
-    out = eqn.outvars[0]
-    dst = prog.alloc(out)
-    args = [prog.ref(a) for a in eqn.inputs]
-    args += [f"{k}={_param_source(v)}" for k, v in eqn.params.items()]
-    call = f"_prims[{eqn.prim.name!r}].impl({', '.join(args)}"
+    """``eqn`` by its own implementation (NumPy, LAPACK, SciPy: eager mode's code and
+    errors) in an object-mode block, writing into arrays the kernel allocates."""
+    call = _host_call_source(eqn, prog)
+    if call is None:
+        raise NotCompilableError(
+            f"primitive '{eqn.prim.name}' cannot be compiled: it takes a parameter or operand "
+            "that has no array form (call the function without sg.jit)"
+        )
+    outs = eqn.outvars
+    scalars = [not v.aval.shape for v in outs]
+    dsts = [
+        prog.fresh("s") if scalar else prog.alloc(v)
+        for v, scalar in zip(outs, scalars, strict=True)
+    ]
+    # Scalar results leave the block as one-element arrays (objmode needs types for values).
+    boxes = {d: prog.fresh("b") for d, scalar in zip(dsts, scalars, strict=True) if scalar}
+    for d, v in zip(dsts, outs, strict=True):
+        if d in boxes:
+            prog.emit(f"{boxes[d]} = np.empty(1, np.{v.aval.dtype.name})")
     prog.emit("with numba.objmode():")
-    if isinstance(eqn.prim.impl, np.ufunc) and np.dtype(out.aval.dtype) == np.float64:
-        prog.emit(f"    {call}, out={dst})")
+    single_ufunc = len(outs) == 1 and not scalars[0] and isinstance(eqn.prim.impl, np.ufunc)
+    if single_ufunc and outs[0].aval.dtype == np.float64:
+        prog.emit(f"    {call[:-1]}, out={dsts[0]})")  # the ufunc writes in place
     else:
-        prog.emit(f"    {dst}[...] = {call})")
+        result = prog.fresh("r")
+        prog.emit(f"    {result} = {call}")
+        for k, d in enumerate(dsts):
+            value = f"{result}[{k}]" if eqn.prim.multiple_results else result
+            prog.emit(f"    {boxes[d]}[0] = {value}" if d in boxes else f"    {d}[...] = {value}")
+    for d, v in zip(dsts, outs, strict=True):
+        if d in boxes:
+            prog.emit(f"{d} = {boxes[d]}[0]")
+            prog.bind(v, d)
 
 
 # -- the other rules, by primitive name --------------------------------------------------------
@@ -742,13 +782,6 @@ def _groups(eqns: list[Eqn]) -> list[list[Eqn]]:
 def _program(graph: Graph) -> _Program:
     prog = _Program(graph)
     eqns = _schedule(_expand(graph))
-    for e in eqns:
-        name = e.prim.name
-        if not is_lowerable(name) and name not in _RULES:
-            raise NotCompilableError(
-                f"primitive '{name}' cannot be compiled yet (it needs concrete values -- a "
-                "factorization, a sort, a sparse solve); call the function without sg.jit"
-            )
     # Which group reads each variable (outputs count as a reader of their own).
     groups = _groups(eqns)
     readers: dict[int, set[int]] = {}
@@ -768,13 +801,9 @@ def _program(graph: Graph) -> _Program:
             _emit_fused(prog, group, stored)
             continue
         (e,) = group
-        rule = _RULES.get(e.prim.name)
-        if rule is None:
-            raise NotCompilableError(
-                f"primitive '{e.prim.name}' has no loop form in scigrad/jit/_loops.py yet; "
-                "call the function without sg.jit"
-            )
-        rule(prog, e)
+        # Primitives without a loop form (factorizations, sorts, special functions numba
+        # lacks) run their own implementation.
+        _RULES.get(e.prim.name, _emit_host)(prog, e)
     return prog
 
 

@@ -29,6 +29,7 @@ from numpy.linalg import LinAlgError
 from scipy.linalg import get_lapack_funcs
 
 from ..core.batching import move_axis
+from ..core.graph import TracedControlFlowError
 from ..core.lowrank import LowRankArray
 from ..core.primitive import Primitive, ShapeDtype, Tracer
 from ._elementwise import abs as abs_
@@ -129,6 +130,15 @@ def _promote(*xs: Any) -> list:
 
 def _concrete(x: Any) -> np.ndarray:
     return x.concrete() if isinstance(x, Tracer) else np.asarray(x)
+
+
+def _value_or_none(x: Any) -> np.ndarray | None:
+    """The value of ``x``, or None while a graph is captured (``sg.jit``: no values exist,
+    so a rule takes the branch that is right for every input it can check at run time)."""
+    try:
+        return _concrete(x)
+    except TracedControlFlowError:
+        return None
 
 
 def _check_square(shape: tuple[int, ...], name: str) -> int:
@@ -553,8 +563,13 @@ def _regular_inverse(a: np.ndarray) -> np.ndarray | None:
 
 
 def _inverse_for_rule(a: Any) -> Any:
-    """The differentiable ``inv(a)`` for the adjugate's rules, or None for the SVD branch."""
-    ainv = _regular_inverse(_concrete(a))
+    """The differentiable ``inv(a)`` for the adjugate's rules, or None for the SVD branch.
+    A captured graph (``sg.jit``) always takes the inverse: at an exactly singular matrix its
+    kernel raises ``LinAlgError`` where eager mode switches to the SVD."""
+    value = _value_or_none(a)
+    if value is None:
+        return inv_p.bind(a)
+    ainv = _regular_inverse(value)
     if ainv is None or not isinstance(a, Tracer):
         return ainv
     return inv_p.bind(a)
@@ -672,7 +687,9 @@ def det(a: Any) -> Any:
 
 
 def _check_nonsingular_for_log(sign: Any) -> None:
-    if not np.all(_concrete(sign) != 0):
+    # A compiled derivative has no value to check here: its inverse raises instead.
+    value = _value_or_none(sign)
+    if value is not None and not np.all(value != 0):
         raise LinAlgError(
             "slogdet: the derivative of log|det(a)| at a singular matrix is infinite "
             "(log|det| = -inf there)"
@@ -779,7 +796,13 @@ def _eigh_impl(a: Any, *, UPLO: str) -> tuple[np.ndarray, np.ndarray]:
 def _inverse_gaps(w: Any) -> Any:
     """``F[..., i, j] = 1 / (w_j - w_i)``, and 0 where ``i == j`` or the eigenvalues are
     equal to working precision (there the eigenvector derivative is undefined)."""
-    wc = _concrete(w)
+    wc = _value_or_none(w)
+    if wc is None:  # a captured graph: degenerate pairs are found at run time
+        n = shape_of(w)[-1]
+        diff = expand_dims(w, -2) - expand_dims(w, -1)
+        scale = expand_dims(max_(abs_(w), axis=-1, keepdims=True), -1)
+        degenerate = abs_(diff) <= 8 * n * np.finfo(dtype_of(w)).eps * scale
+        return where(degenerate, 0.0, 1.0 / where(degenerate, 1.0, diff))
     n = wc.shape[-1]
     gaps = wc[..., None, :] - wc[..., :, None]
     scale = np.max(np.abs(wc), axis=-1, initial=0.0)[..., None, None]
