@@ -346,7 +346,8 @@ STRUCTURAL = [
     Case("solve/stacks", lambda a, b: la.solve(a, b), (GEN(B, 6), N(3)), (0, None)),
     Case("solve/stack-broadcast", lambda a, b: la.solve(a, b), (GEN(B, 2), N(B, 1, 3, 2)), (0, 0)),
     Case("inv", lambda a: la.inv(a), (GEN(B),), (0,)),
-    Case("det", lambda a: la.det(a), (GEN(B),), (0,)),
+    Case("det", lambda a: la.det(a), (GEN(B, n=4),), (0,)),  # 4x4: LAPACK, not cofactors
+    Case("det by cofactors", lambda a: la.det(a), (GEN(B),), (0,)),
     Case("slogdet", lambda a: la.slogdet(a).logabsdet, (GEN(B),), (0,)),
     Case("cholesky", lambda a: la.cholesky(a) + la.cholesky(a, upper=True), (SPD(B),), (0,)),
     Case(

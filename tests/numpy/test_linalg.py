@@ -232,9 +232,22 @@ def test_det_gradient_at_singular_matrices_is_the_adjugate(rank, rng):
 
 
 def test_det_third_order_at_singular_matrix_is_refused(rng):
-    a = rng.standard_normal((3, 2)) @ rng.standard_normal((2, 3))
+    a = rng.standard_normal((4, 2)) @ rng.standard_normal((2, 4))
     with pytest.raises(NotImplementedError, match="order 3"):
         sg.check_grads(la.det, (a,), order=3)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_small_det_is_a_polynomial_exact_at_every_order(n, rng):
+    """2x2 and 3x3 determinants go by cofactors: third derivatives at singular matrices
+    too, and sg.jit unrolls them (material laws: J = det F)."""
+    a = rng.standard_normal((n, n - 1)) @ rng.standard_normal((n - 1, n))  # singular
+    onp.testing.assert_allclose(la.det(a), 0.0, atol=1e-14)
+    onp.testing.assert_allclose(sg.grad(la.det)(a), _cofactors(a), atol=1e-14)
+    sg.check_grads(la.det, (a,), order=3)
+    compiled = sg.jit(sg.hessian(la.det))
+    onp.testing.assert_allclose(compiled(a), sg.hessian(la.det)(a), atol=1e-14)
+    assert "for " not in compiled.lower(a).source  # unrolled scalar code
 
 
 def test_slogdet_errors():

@@ -17,8 +17,11 @@ large (a gradient over thousands of inputs, a Hessian of hundreds, matrix produc
   producing them allocates.
 
 Composite primitives (``logsumexp``, ``softmax``, ...) are expanded into the primitives they
-are made of. Constant arrays of the graph are passed to the kernel as extra arguments.
-Intermediates are allocated per call (the unrolled path is the allocation-free one).
+are made of. Primitives with no loop form (factorizations, sorts, special functions numba
+lacks) and NumPy's SIMD functions on large arrays run the primitive's own implementation
+in an object-mode block. Constant arrays of the graph are passed to the kernel as extra
+arguments. Intermediates are allocated per call (the unrolled path is the allocation-free
+one).
 """
 
 from __future__ import annotations

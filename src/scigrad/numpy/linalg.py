@@ -669,8 +669,8 @@ det_p = Primitive(
     lambda a: np.linalg.det(_as_float(a)),
     shape=lambda a: ShapeDtype(a.shape[:-2], _float_dtype(a.dtype)),
 )
-det_p.defjvp(lambda t, ans, a: sum_(_mT(adjugate_p.bind(a)) * t, axis=(-2, -1)))
-det_p.defvjp(lambda g, ans, a: _matrix_scalar(g) * _mT(adjugate_p.bind(a)))
+det_p.defjvp(lambda t, ans, a: sum_(_mT(_adjugate(a)) * t, axis=(-2, -1)))
+det_p.defvjp(lambda g, ans, a: _matrix_scalar(g) * _mT(_adjugate(a)))
 det_p.defbatch(_stacked_batch(det_p))
 
 
@@ -679,11 +679,51 @@ def det(a: Any) -> Any:
 
     Its gradient is the transposed adjugate (cofactor matrix): finite everywhere,
     including at singular matrices (where it is computed from the SVD). Second derivatives
-    are available everywhere; higher ones only at well-conditioned matrices.
+    are available everywhere; higher ones only at well-conditioned matrices, except for
+    2x2 and 3x3 matrices, whose determinant is computed by cofactors (a polynomial: every
+    order is exact everywhere, and ``sg.jit`` compiles it to scalar code).
     """
     a = _asarray(a)
-    _check_square(shape_of(a), "det")
+    n = _check_square(shape_of(a), "det")
+    if n in (2, 3):
+        # Cofactor expansion with primitives: a polynomial, so derivatives of every order
+        # are exact everywhere, and sg.jit unrolls it.
+        return sum_(a[..., 0, :] * _mT(_small_adjugate(a))[..., 0, :], axis=-1)
     return det_p.bind(a)
+
+
+def _cofactor_indices(n: int) -> tuple[np.ndarray, ...]:
+    """Flat indices (p, q, r, t) with ``adj(a).flat = a.flat[p] a.flat[q] - a.flat[r]
+    a.flat[t]`` for a 2x2 (r, t unused: the adjugate is linear) or 3x3 matrix."""
+    if n == 2:  # [[d, -b], [-c, a]]
+        return np.array([3, 1, 2, 0]), np.array([1.0, -1.0, -1.0, 1.0])
+    p, q, r, t = [], [], [], []
+    for i in range(3):
+        for j in range(3):
+            # adj[i, j] is the cofactor (j, i); cyclic rows and columns carry the sign.
+            r1, r2, c1, c2 = (j + 1) % 3, (j + 2) % 3, (i + 1) % 3, (i + 2) % 3
+            p.append(3 * r1 + c1)
+            q.append(3 * r2 + c2)
+            r.append(3 * r1 + c2)
+            t.append(3 * r2 + c1)
+    return tuple(np.array(x) for x in (p, q, r, t))
+
+
+def _small_adjugate(a: Any) -> Any:
+    """The adjugate of 2x2 or 3x3 matrices as a polynomial of their entries."""
+    n = shape_of(a)[-1]
+    flat = reshape(a, (*shape_of(a)[:-2], n * n))
+    if n == 2:
+        index, sign = _cofactor_indices(2)
+        return reshape(flat[..., index] * sign, shape_of(a))
+    p, q, r, t = _cofactor_indices(3)
+    adj = flat[..., p] * flat[..., q] - flat[..., r] * flat[..., t]
+    return reshape(adj, shape_of(a))
+
+
+def _adjugate(a: Any) -> Any:
+    n = shape_of(a)[-1]
+    return _small_adjugate(a) if n in (2, 3) else adjugate_p.bind(a)
 
 
 def _check_nonsingular_for_log(sign: Any) -> None:
