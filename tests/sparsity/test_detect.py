@@ -168,7 +168,10 @@ def test_errors_are_clear():
     with pytest.raises(NotCompilableError, match="'sort'.*sparsity="):
         jacobian_sparsity(np.sort, x)
     with pytest.raises(NotCompilableError, match="'det'"):
-        hessian_sparsity(lambda x: np.linalg.det(np.reshape(x[:4], (2, 2))), onp.ones(4))
+        hessian_sparsity(lambda x: np.linalg.det(np.reshape(x, (4, 4))), onp.ones(16))
+    # 2x2 and 3x3 determinants are cofactor polynomials: ad - bc couples a-d and b-c.
+    pattern = hessian_sparsity(lambda x: np.linalg.det(np.reshape(x, (2, 2))), onp.ones(4))
+    onp.testing.assert_array_equal(dense(pattern), onp.eye(4)[::-1].astype(bool))
 
     def branchy(x):
         if x[0] > 0:

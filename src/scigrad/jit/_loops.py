@@ -158,12 +158,32 @@ def element(prog: _Program, x: Any, idx: Sequence[str], shape: Sequence[int]) ->
     xs = _aval(x).shape
     if _is_splat(x):
         return _literal(np.asarray(x).flat[0])  # no memory read
+    lead = len(shape) - len(xs)
+    terms = ["0" if n == 1 and shape[lead + k] != 1 else idx[lead + k] for k, n in enumerate(xs)]
+    diagonal = _identity_offset(x)
+    if diagonal is not None:  # the one-hot basis of a Jacobian: computed, not read
+        one, zero = _literal(np.asarray(x).dtype.type(1)), _literal(np.asarray(x).dtype.type(0))
+        return f"({one} if {terms[1]} - {terms[0]} == {diagonal} else {zero})"
     name = prog.ref(x)
     if not xs:
         return name
-    lead = len(shape) - len(xs)
-    terms = ["0" if n == 1 and shape[lead + k] != 1 else idx[lead + k] for k, n in enumerate(xs)]
     return f"{name}[{', '.join(terms)}]"
+
+
+def _identity_offset(x: Any) -> int | None:
+    """``k`` when the constant ``x`` is ``np.eye(m, n, k)`` (a slice of the identity, as the
+    batched backward pass of a Jacobian or Hessian holds), else None."""
+    if isinstance(x, Var) or np.ndim(x) != 2 or np.size(x) < 2:
+        return None
+    a = np.asarray(x)
+    nonzero = np.flatnonzero(a[0] != 0) if a.shape[0] else []
+    if len(nonzero) == 1:
+        k = int(nonzero[0])
+    elif len(nonzero) == 0 and a.shape[0] > 1 and np.any(a[:, 0] != 0):
+        k = -int(np.flatnonzero(a[:, 0] != 0)[0])
+    else:
+        return None
+    return k if np.array_equal(a, np.eye(*a.shape, k, dtype=a.dtype)) else None
 
 
 # -- elementwise, fused ----------------------------------------------------------------------
@@ -219,7 +239,10 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
             prog.bind(e.outvars[0], name)
         return
     outside = [a for e in group for a in e.inputs if not (isinstance(a, Var) and id(a) in members)]
-    flat = len(shape) > 1 and all(_aval(a).shape in ((), shape) or _is_splat(a) for a in outside)
+    flat = len(shape) > 1 and all(
+        (_aval(a).shape in ((), shape) and _identity_offset(a) is None) or _is_splat(a)
+        for a in outside
+    )
     arrays = {
         id(e.outvars[0]): prog.alloc(e.outvars[0]) for e in group if id(e.outvars[0]) in used_later
     }
