@@ -160,30 +160,33 @@ def element(prog: _Program, x: Any, idx: Sequence[str], shape: Sequence[int]) ->
         return _literal(np.asarray(x).flat[0])  # no memory read
     lead = len(shape) - len(xs)
     terms = ["0" if n == 1 and shape[lead + k] != 1 else idx[lead + k] for k, n in enumerate(xs)]
-    diagonal = _identity_offset(x)
+    diagonal = _scaled_identity(x)
     if diagonal is not None:  # the one-hot basis of a Jacobian: computed, not read
-        one, zero = _literal(np.asarray(x).dtype.type(1)), _literal(np.asarray(x).dtype.type(0))
-        return f"({one} if {terms[1]} - {terms[0]} == {diagonal} else {zero})"
+        k, c = diagonal
+        zero = _literal(np.asarray(x).dtype.type(0))
+        return f"({_literal(c)} if {terms[1]} - {terms[0]} == {k} else {zero})"
     name = prog.ref(x)
     if not xs:
         return name
     return f"{name}[{', '.join(terms)}]"
 
 
-def _identity_offset(x: Any) -> int | None:
-    """``k`` when the constant ``x`` is ``np.eye(m, n, k)`` (a slice of the identity, as the
-    batched backward pass of a Jacobian or Hessian holds), else None."""
+def _scaled_identity(x: Any) -> tuple[int, Any] | None:
+    """``(k, c)`` when the constant ``x`` is ``c * np.eye(m, n, k)`` (a slice of the identity,
+    as the batched backward pass of a Jacobian or Hessian holds), else None."""
     if isinstance(x, Var) or np.ndim(x) != 2 or np.size(x) < 2:
         return None
     a = np.asarray(x)
     nonzero = np.flatnonzero(a[0] != 0) if a.shape[0] else []
     if len(nonzero) == 1:
         k = int(nonzero[0])
+        c = a[0, k]
     elif len(nonzero) == 0 and a.shape[0] > 1 and np.any(a[:, 0] != 0):
         k = -int(np.flatnonzero(a[:, 0] != 0)[0])
+        c = a[-k, 0]
     else:
         return None
-    return k if np.array_equal(a, np.eye(*a.shape, k, dtype=a.dtype)) else None
+    return (k, c) if np.array_equal(a, c * np.eye(*a.shape, k, dtype=a.dtype)) else None
 
 
 # -- elementwise, fused ----------------------------------------------------------------------
@@ -240,7 +243,7 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
         return
     outside = [a for e in group for a in e.inputs if not (isinstance(a, Var) and id(a) in members)]
     flat = len(shape) > 1 and all(
-        (_aval(a).shape in ((), shape) and _identity_offset(a) is None) or _is_splat(a)
+        (_aval(a).shape in ((), shape) and _scaled_identity(a) is None) or _is_splat(a)
         for a in outside
     )
     arrays = {
@@ -515,11 +518,61 @@ def _source_flat(prog: _Program, x: Any) -> str:
     return prog.flat(x)
 
 
+def _basic_index(idx: tuple, shape: tuple[int, ...]) -> list | None:
+    """For an index of slices and integers (with at most one Ellipsis): one entry per axis
+    of the indexed array, ``(start, step)`` for a sliced axis or an int for a fixed one.
+    None for other indices (arrays, new axes: they go through an index map)."""
+    consumed = sum(1 for i in idx if i is not Ellipsis)
+    axes: list = []
+    for i in idx:
+        if i is Ellipsis:
+            axes.extend([slice(None)] * (len(shape) - consumed))
+        elif isinstance(i, slice | int | np.integer) and not isinstance(i, bool | np.bool_):
+            axes.append(i)
+        else:
+            return None
+    axes.extend([slice(None)] * (len(shape) - len(axes)))
+    out = []
+    for i, n in zip(axes, shape, strict=True):
+        if isinstance(i, slice):
+            start, _, step = i.indices(n)
+            out.append((start, step))
+        else:
+            out.append(int(i) % n)
+    return out
+
+
+def _strided(axes: list, idx: Sequence[str]) -> str:
+    """The source index of output element ``idx`` under a basic index (see above)."""
+    terms, k = [], 0
+    for a in axes:
+        if isinstance(a, tuple):
+            start, step = a
+            terms.append(f"{start} + {step} * {idx[k]}" if (start, step) != (0, 1) else idx[k])
+            k += 1
+        else:
+            terms.append(str(a))
+    return ", ".join(terms)
+
+
 @_rule("getitem")
 def _getitem(prog: _Program, eqn: Eqn) -> None:
     (x,) = eqn.inputs
+    out = eqn.outvars[0]
+    basic = _basic_index(eqn.params["idx"], _aval(x).shape) if _aval(x).shape else None
+    if basic is not None:  # a strided copy, no index map
+        name = prog.alloc(out) if out.aval.shape else None
+        idx = prog.open_loops(out.aval.shape)
+        value = f"{prog.ref(x)}[{_strided(basic, idx)}]"
+        if name is None:
+            prog.bind(out, prog.fresh("s"))
+            prog.emit(f"{prog.names[id(out)]} = {value}")
+        else:
+            prog.emit(f"{name}[{', '.join(idx)}] = {value}")
+        prog.close_loops(len(idx))
+        return
     index_map = _probe(x)[eqn.params["idx"]]
-    _gather(prog, eqn.outvars[0], _source_flat(prog, x), np.asarray(index_map))
+    _gather(prog, out, _source_flat(prog, x), np.asarray(index_map))
 
 
 @_rule("concatenate")
@@ -572,7 +625,13 @@ def _scatter(prog: _Program, out: Var, index_map: np.ndarray, updates: Any, op: 
 def _unindex(prog: _Program, eqn: Eqn) -> None:
     (g,) = eqn.inputs
     out = eqn.outvars[0]
-    prog.alloc(out, fill=0)
+    name = prog.alloc(out, fill=0)
+    basic = _basic_index(eqn.params["idx"], out.aval.shape)
+    if basic is not None and _aval(g).shape:  # basic indices do not repeat: a strided copy
+        idx = prog.open_loops(_aval(g).shape)
+        prog.emit(f"{name}[{_strided(basic, idx)}] = {prog.ref(g)}[{', '.join(idx)}]")
+        prog.close_loops(len(idx))
+        return
     index_map = np.asarray(_probe(out)[eqn.params["idx"]])
     _scatter(prog, out, index_map, g, "+")
 
