@@ -10,9 +10,12 @@ large (a gradient over thousands of inputs, a Hessian of hundreds, matrix produc
   forms of the operations are those of the unrolled path, ``_codegen._TEMPLATES``);
 * reductions, cumulative sums, traces, einsum and batched matrix products are loops over
   their operands; a 2-D float matrix product calls BLAS (``np.dot``);
-* indexing and its transposes (``getitem``, ``unindex``, ``scatter_*``) gather or scatter
-  through an index map computed once at compile time by applying the primitive to integer
-  arrays, so every index NumPy accepts compiles the same way;
+* basic indexing (slices, integers) and its transpose are strided loops; other indices
+  (``getitem``, ``unindex``, ``scatter_*`` with arrays) gather or scatter through an index
+  map computed once at compile time by applying the primitive to integer arrays, so every
+  index NumPy accepts compiles the same way;
+* constant slices of the identity (the basis of a batched backward pass) are computed from
+  the loop indices rather than read from memory;
 * reshapes are views, transposes copies; outputs are written in place when the operation
   producing them allocates.
 
@@ -33,9 +36,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.graph import Eqn, Graph, Var, make_graph
+from ..core.graph import Eqn, Graph, Var
 from ..core.primitive import ShapeDtype, primitives
 from ._codegen import _TEMPLATES, _cast, _literal, _numba_type, load_kernel_module
+from ._expand import expansion_graph
 from ._lower import NotCompilableError, is_elementwise
 
 __all__ = ["LoopKernel", "compile_loops"]
@@ -744,70 +748,20 @@ def _matmul(prog: _Program, eqn: Eqn) -> None:
     _contraction(prog, out, [a, b], [la, lb], result)
 
 
-# -- composite primitives, expanded into the primitives they are made of --------------------
-def _bind(name: str, *args: Any, **params: Any) -> Any:
-    return primitives[name].bind(*args, **params)
-
-
-def _lse_shift(a: Any, axis: Any) -> Any:
-    m = _bind("max", a, axis=axis, keepdims=True)
-    return _bind("where", _bind("isfinite", m), m, 0.0)
-
-
-def _expand_logsumexp(a: Any, *, axis: Any, keepdims: bool) -> Any:
-    m = _lse_shift(a, axis)
-    s = _bind("sum", _bind("exp", _bind("subtract", a, m)), axis=axis, keepdims=keepdims)
-    return _bind("add", _bind("log", s), m if keepdims else _bind("reshape", m, shape=s.shape))
-
-
-def _expand_logsumexp_b(a: Any, b: Any, *, axis: Any, keepdims: bool) -> Any:
-    shape = np.broadcast_shapes(a.shape, np.shape(b))
-    a = _bind("broadcast_to", a, shape=shape)
-    m = _lse_shift(a, axis)
-    weighted = _bind("multiply", b, _bind("exp", _bind("subtract", a, m)))
-    s = _bind("sum", weighted, axis=axis, keepdims=keepdims)
-    shift = m if keepdims else _bind("reshape", m, shape=s.shape)
-    return _bind("add", _bind("log", _bind("absolute", s)), shift), _bind("sign", s)
-
-
-def _expand_softmax(x: Any, *, axis: Any) -> Any:
-    e = _bind("exp", _bind("subtract", x, _bind("max", x, axis=axis, keepdims=True)))
-    return _bind("divide", e, _bind("sum", e, axis=axis, keepdims=True))
-
-
-def _expand_log_softmax(x: Any, *, axis: Any) -> Any:
-    shifted = _bind("subtract", x, _lse_shift(x, axis))
-    total = _bind("sum", _bind("exp", shifted), axis=axis, keepdims=True)
-    return _bind("subtract", shifted, _bind("log", total))
-
-
-_EXPANSIONS: dict[str, Callable] = {
-    "logsumexp": _expand_logsumexp,
-    "logsumexp_b": _expand_logsumexp_b,
-    "softmax": _expand_softmax,
-    "log_softmax": _expand_log_softmax,
-}
-
-
 def _expand(graph: Graph) -> list[Eqn]:
     """The graph's equations with composite primitives replaced by their expansions."""
     eqns: list[Eqn] = []
     for e in graph.eqns:
-        expansion = _EXPANSIONS.get(e.prim.name)
-        if expansion is None:
+        sub = expansion_graph(e)
+        if sub is None:
             eqns.append(e)
             continue
-        avals = [_aval(a) for a in e.inputs]
-        sub = make_graph(lambda *xs, f=expansion, p=e.params: f(*xs, **p), *avals)
         rename = {id(v): a for v, a in zip(sub.invars, e.inputs, strict=True)}
-        outs = e.outvars
-        for v, o in zip(outs, sub.outputs, strict=True):
+        for v, o in zip(e.outvars, sub.outputs, strict=True):
             rename[id(o)] = v  # the expansion's results are the original outputs
         for se in _expand(sub):
             inputs = [rename.get(id(a), a) if isinstance(a, Var) else a for a in se.inputs]
             outvars = [rename.get(id(v), v) for v in se.outvars]
-            if any(o.aval.dtype != w.aval.dtype for o, w in zip(outvars, se.outvars, strict=True)):
-                raise NotCompilableError(f"expansion of '{e.prim.name}' changed a dtype")
             eqns.append(Eqn(se.prim, inputs, se.params, outvars))
     return eqns
 

@@ -6,7 +6,9 @@ applied to object arrays, already indexes, reshapes, broadcasts, sums and multip
 element by element. Elementwise primitives are applied through one generic rule that calls
 the domain with the primitive's name (and folds numbers), and the few primitives whose
 implementation would test values (``max``, ``where``, comparisons, ``astype``) have a rule
-here. A primitive that cannot be lowered raises :class:`NotCompilableError` naming it.
+here. Composite primitives (``logsumexp``, ``softmax``) are lowered part by part through
+their expansions (``_expand``). A primitive that cannot be lowered raises
+:class:`NotCompilableError` naming it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..core.graph import Eqn, Graph, TracedControlFlowError, Var
-from ..core.primitive import primitives
+from ._expand import expansion_graph
 from ._symbolic import Symbolic
 
 _F64 = np.dtype(np.float64)
@@ -162,58 +164,6 @@ _RULES["max"] = _reduce_with("maximum")
 _RULES["min"] = _reduce_with("minimum")
 
 
-def _ew(name: str, *args: Any) -> np.ndarray:
-    """Elementwise primitive ``name`` on object arrays, for rules built from others."""
-    dtype = np.dtype(bool) if name == "isfinite" else _F64
-    return np.asarray(_map_scalars(primitives[name], args, dtype, {}), dtype=object)
-
-
-def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> np.ndarray:
-    """``sum`` or ``max`` of an object array over ``axis`` (a tuple or None)."""
-    x = np.asarray(x, dtype=object)
-    if name == "sum":
-        return np.asarray(np.add.reduce(x, axis=axis, keepdims=keepdims), dtype=object)
-    return _extremum("maximum", x, axis, keepdims, _F64)
-
-
-def _shift(x: np.ndarray, axis: Any) -> np.ndarray:
-    """The maximum over ``axis`` (kept), 0 where it is not finite (as the eager impls)."""
-    m = _reduce("max", x, axis, True)
-    return _ew("where", _ew("isfinite", m), m, 0.0)
-
-
-@register_lowering("logsumexp")
-def _logsumexp(eqn: Eqn, a: Any) -> Any:
-    axis, keepdims = eqn.params["axis"], eqn.params["keepdims"]
-    m = _shift(a, axis)
-    s = _reduce("sum", _ew("exp", _ew("subtract", a, m)), axis, keepdims)
-    return _ew("add", _ew("log", s), m if keepdims else m.reshape(s.shape))
-
-
-@register_lowering("logsumexp_b")
-def _logsumexp_b(eqn: Eqn, a: Any, b: Any) -> Any:
-    axis, keepdims = eqn.params["axis"], eqn.params["keepdims"]
-    a, b = np.broadcast_arrays(np.asarray(a, dtype=object), np.asarray(b, dtype=object))
-    m = _shift(a, axis)
-    s = _reduce("sum", _ew("multiply", b, _ew("exp", _ew("subtract", a, m))), axis, keepdims)
-    out = _ew("add", _ew("log", _ew("absolute", s)), m if keepdims else m.reshape(s.shape))
-    return out, _ew("sign", s)
-
-
-@register_lowering("softmax")
-def _softmax(eqn: Eqn, x: Any) -> Any:
-    axis = eqn.params["axis"]
-    e = _ew("exp", _ew("subtract", x, _reduce("max", x, axis, True)))
-    return _ew("divide", e, _reduce("sum", e, axis, True))
-
-
-@register_lowering("log_softmax")
-def _log_softmax(eqn: Eqn, x: Any) -> Any:
-    axis = eqn.params["axis"]
-    shifted = _ew("subtract", x, _shift(x, axis))
-    return _ew("subtract", shifted, _ew("log", _reduce("sum", _ew("exp", shifted), axis, True)))
-
-
 def _apply_rule(eqn: Eqn, args: list) -> Any:
     prim = eqn.prim
     rule = _RULES.get(prim.name)
@@ -277,7 +227,12 @@ def lower_graph(
         args = [read(a) for a in eqn.inputs]
         out = None if override is None else override(eqn, args)
         if out is None:
-            out = _apply_rule(eqn, args)
+            parts = expansion_graph(eqn)  # a composite primitive: lowered part by part
+            if parts is not None:
+                outs = lower_graph(parts, args, override)
+                out = tuple(outs) if eqn.prim.multiple_results else outs[0]
+            else:
+                out = _apply_rule(eqn, args)
         outs = out if eqn.prim.multiple_results else (out,)
         for v, o in zip(eqn.outvars, outs, strict=True):
             if np.shape(o) != v.aval.shape:
