@@ -253,12 +253,17 @@ def _body(spec: KernelSpec, indent: str) -> list[str]:
     return lines
 
 
+#: Outputs of at most this many entries store every entry once, in order: no fill written
+#: over again (a 10x10 Hessian per point is then written as one stream).
+FILL_FROM = 128
+
+
 def _fill_value(out: np.ndarray) -> str | None:
-    """The constant most entries of an output hold (the zeros of a sparse Hessian), written
-    with one ``fill``: a store per entry would make numba's compile time grow with the
-    square of a Hessian's size."""
+    """The constant most entries of a large output hold (the zeros of a sparse Hessian),
+    written with one ``fill``: a store per entry would make numba's compile time grow with
+    the square of a Hessian's size."""
     constants = [_literal(v) for v in out.flat if not isinstance(v, Expr)]
-    if len(constants) < 2:
+    if len(constants) < 2 or out.size <= FILL_FROM:
         return None
     values, counts = np.unique(constants, return_counts=True)
     return str(values[np.argmax(counts)])
