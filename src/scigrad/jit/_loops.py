@@ -201,14 +201,8 @@ def _scalar_form(eqn: Eqn, args: list[str]) -> str:
         return _cast(dtype, args[0]) if dtype != _aval(eqn.inputs[0]).dtype else args[0]
     if name == "invert":
         return f"(not {args[0]})" if dtype.kind == "b" else f"(~{args[0]})"
-    template = _TEMPLATES.get(name)
-    if template is None:
-        raise NotCompilableError(
-            f"primitive '{name}' has no compiled scalar form yet; call the function without "
-            "sg.jit, or add a template to scigrad/jit/_codegen.py"
-        )
     extra = [_literal(v) for v in eqn.params.values()] if name == "round" else []
-    return template(args + extra)
+    return _TEMPLATES[name](args + extra)  # _fusable: every fused primitive has a template
 
 
 _FUSABLE_EXTRA = frozenset({"astype", "astype_nondiff", "broadcast_to"})
@@ -290,9 +284,10 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
     prog.close_loops(1 if flat else len(shape))
 
 
-# -- elementwise groups run by NumPy ------------------------------------------------------
+# -- equations run by their own implementation (NumPy, LAPACK) ----------------------------
 #: Functions NumPy evaluates with SIMD loops and numba with scalar libm calls (about ten times
-#: slower for tanh on a 2-core Xeon): groups using them on large arrays are handed to NumPy.
+#: slower for tanh here): on large arrays they are handed to NumPy, their neighbours stay
+#: fused.
 _SIMD_IN_NUMPY = frozenset(
     {
         "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan",
@@ -300,8 +295,8 @@ _SIMD_IN_NUMPY = frozenset(
         "arctanh", "arctan2", "power", "cbrt",
     }
 )  # fmt: skip
-#: Elements from which a group with such a function runs in NumPy (an object-mode block
-#: costs a few microseconds).
+#: Elements from which such a function runs in NumPy (an object-mode block costs a few
+#: microseconds).
 HOST_MIN_SIZE = 4096
 
 
