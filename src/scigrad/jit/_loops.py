@@ -7,7 +7,8 @@ large (a gradient over thousands of inputs, a Hessian of hundreds, matrix produc
 
 * consecutive elementwise operations of one shape are **fused** into a single loop nest that
   keeps intermediate values in registers and stores only the values used later (the scalar
-  forms of the operations are those of the unrolled path, ``_codegen._TEMPLATES``);
+  forms of the operations are those of the unrolled path, ``_codegen._TEMPLATES``), and
+  reductions over that shape accumulate inside the same loop;
 * reductions, cumulative sums, traces, einsum and batched matrix products are loops over
   their operands; a 2-D float matrix product calls BLAS (``np.dot``);
 * basic indexing (slices, integers) and its transpose are strided loops; other indices
@@ -231,6 +232,8 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
     operand broadcasts, the nest is one flat loop over contiguous views: less code for
     numba to compile and no index arithmetic."""
     shape = group[0].outvars[0].aval.shape
+    sinks = [e for e in group if _is_sink(e)]
+    group = [e for e in group if not _is_sink(e)]
     members = {id(e.outvars[0]) for e in group}
     if not shape:  # scalars: straight-line code
         for e in group:
@@ -238,15 +241,25 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
             name = prog.fresh("s")
             prog.emit(f"{name} = {_scalar_form(e, args)}")
             prog.bind(e.outvars[0], name)
+        for e in sinks:
+            _reduction(prog, e)
         return
-    outside = [a for e in group for a in e.inputs if not (isinstance(a, Var) and id(a) in members)]
-    flat = len(shape) > 1 and all(
-        (_aval(a).shape in ((), shape) and _scaled_identity(a) is None) or _is_splat(a)
-        for a in outside
+    outside = [
+        a for e in group + sinks for a in e.inputs if not (isinstance(a, Var) and id(a) in members)
+    ]
+    # Flat loops lose the multi-index a partial reduction accumulates by.
+    flat = (
+        len(shape) > 1
+        and all(not e.outvars[0].aval.shape for e in sinks)
+        and all(
+            (_aval(a).shape in ((), shape) and _scaled_identity(a) is None) or _is_splat(a)
+            for a in outside
+        )
     )
     arrays = {
         id(e.outvars[0]): prog.alloc(e.outvars[0]) for e in group if id(e.outvars[0]) in used_later
     }
+    accumulators = [_Accumulator(prog, e) for e in sinks]
     if flat:
         views = {id(a): prog.flat(a) for a in outside if _aval(a).shape and not _is_splat(a)}
         stores = {
@@ -272,16 +285,21 @@ def _emit_fused(prog: _Program, group: list[Eqn], used_later: set[int]) -> None:
             return f"{arrays[key]}[{', '.join(idx)}]"
 
     local: dict[int, str] = {}
+
+    def value(a: Any) -> str:
+        return local[id(a)] if isinstance(a, Var) and id(a) in local else read(a)
+
     for e in group:
-        args = [
-            local[id(a)] if isinstance(a, Var) and id(a) in local else read(a) for a in e.inputs
-        ]
         name = prog.fresh("t")
-        prog.emit(f"{name} = {_scalar_form(e, args)}")
+        prog.emit(f"{name} = {_scalar_form(e, [value(a) for a in e.inputs])}")
         local[id(e.outvars[0])] = name
         if id(e.outvars[0]) in arrays:
             prog.emit(f"{store(id(e.outvars[0]))} = {name}")
+    for e, acc in zip(sinks, accumulators, strict=True):
+        acc.update([] if flat else idx, value(e.inputs[0]))
     prog.close_loops(1 if flat else len(shape))
+    for acc in accumulators:
+        acc.finish()
 
 
 # -- equations run by their own implementation (NumPy, LAPACK) ----------------------------
@@ -402,33 +420,52 @@ def _identity(name: str, dtype: np.dtype) -> Any:
     return value
 
 
+class _Accumulator:
+    """The accumulator of a reduction equation: started before the loops over its input,
+    updated once per input element (``update(idx, value)`` emits the line), finished
+    after them. A full reduction accumulates in a scalar, others in a kept-dims array."""
+
+    def __init__(self, prog: _Program, eqn: Eqn) -> None:
+        self.prog, self.eqn = prog, eqn
+        xs = _aval(eqn.inputs[0]).shape
+        self.axes = tuple(range(len(xs))) if eqn.params["axis"] is None else eqn.params["axis"]
+        out = eqn.outvars[0]
+        dtype = out.aval.dtype
+        identity = _identity(eqn.prim.name, dtype)
+        self.combine = _REDUCERS[eqn.prim.name][1]
+        self.full = not out.aval.shape
+        if self.full:
+            self.acc = prog.fresh("s")
+            prog.emit(f"{self.acc} = {_literal(dtype.type(identity))}")
+        else:
+            kept = tuple(1 if a in self.axes else n for a, n in enumerate(xs))
+            keep = eqn.params["keepdims"]
+            self.acc = prog.alloc(out if keep else Var(ShapeDtype(kept, dtype)), fill=identity)
+
+    def update(self, idx: Sequence[str], value: str) -> None:
+        target = self.acc
+        if not self.full:
+            terms = ("0" if a in self.axes else i for a, i in enumerate(idx))
+            target = f"{self.acc}[{', '.join(terms)}]"
+        self.prog.emit(f"{target} = {self.combine.format(acc=target, x=value)}")
+
+    def finish(self) -> None:
+        out = self.eqn.outvars[0]
+        if self.full:
+            self.prog.bind(out, self.acc)
+        elif not self.eqn.params["keepdims"]:
+            self.prog.bind(out, f"{self.acc}.reshape({_tuple(out.aval.shape)})")
+
+
 @_rule(*_REDUCERS)
 def _reduction(prog: _Program, eqn: Eqn) -> None:
     (x,) = eqn.inputs
-    out = eqn.outvars[0]
     xs = _aval(x).shape
-    axes = tuple(range(len(xs))) if eqn.params["axis"] is None else eqn.params["axis"]
-    init, combine = _REDUCERS[eqn.prim.name]
-    dtype = out.aval.dtype
-    init = _literal(dtype.type(_identity(eqn.prim.name, dtype)))
-    kept_shape = tuple(1 if a in axes else n for a, n in enumerate(xs))
-    if not out.aval.shape:  # a full reduction: a scalar accumulator
-        acc = prog.fresh("s")
-        prog.emit(f"{acc} = {init}")
-        idx = prog.open_loops(xs)
-        prog.emit(f"{acc} = {combine.format(acc=acc, x=element(prog, x, idx, xs))}")
-        prog.close_loops(len(xs))
-        prog.bind(out, acc)
-        return
-    keep = eqn.params["keepdims"]
-    kept_var = out if keep else Var(ShapeDtype(kept_shape, dtype))
-    acc = prog.alloc(kept_var, fill=_identity(eqn.prim.name, dtype))
+    acc = _Accumulator(prog, eqn)
     idx = prog.open_loops(xs)
-    target = f"{acc}[{', '.join('0' if a in axes else i for a, i in enumerate(idx))}]"
-    prog.emit(f"{target} = {combine.format(acc=target, x=element(prog, x, idx, xs))}")
+    acc.update(idx, element(prog, x, idx, xs))
     prog.close_loops(len(xs))
-    if not keep:
-        prog.bind(out, f"{acc}.reshape({_tuple(out.aval.shape)})")
+    acc.finish()
 
 
 @_rule("cumsum")
@@ -762,7 +799,16 @@ def _expand(graph: Graph) -> list[Eqn]:
 
 
 # -- the kernel ------------------------------------------------------------------------------
+def _is_sink(e: Eqn) -> bool:
+    """A reduction: it can close a fused loop over its input's shape."""
+    return e.prim.name in _REDUCERS
+
+
 def _fusion_key(e: Eqn) -> tuple | None:
+    """The loop shape ``e`` can share: its output's (elementwise) or its input's (a
+    reduction accumulating inside the loop that computes its input)."""
+    if _is_sink(e):
+        return _aval(e.inputs[0]).shape
     return e.outvars[0].aval.shape if _fusable(e) and not _on_host(e) else None
 
 
@@ -802,14 +848,28 @@ def _schedule(eqns: list[Eqn]) -> list[Eqn]:
 
 
 def _groups(eqns: list[Eqn]) -> list[list[Eqn]]:
-    """Consecutive fusable equations of one output shape form a group; others are alone."""
+    """Consecutive fusable equations of one shape form a group, with the reductions over
+    that shape that follow them (a reduction's result is complete only after the loop, so
+    nothing in the group may read it); other equations are alone."""
     groups: list[list[Eqn]] = []
+    sunk: set[int] = set()  # outputs of the last group's reductions
     for e in eqns:
         key = _fusion_key(e)
-        if key is not None and groups and _fusion_key(groups[-1][0]) == key:
-            groups[-1].append(e)
+        last = groups[-1] if groups else None
+        joins = (
+            key is not None
+            and last is not None
+            and not _is_sink(last[0])
+            and _fusion_key(last[0]) == key
+            and not any(isinstance(a, Var) and id(a) in sunk for a in e.inputs)
+        )
+        if joins:
+            last.append(e)
         else:
             groups.append([e])
+            sunk = set()
+        if _is_sink(e):
+            sunk.add(id(e.outvars[0]))
     return groups
 
 
